@@ -1,0 +1,140 @@
+import { Chalk } from 'chalk';
+import { join } from 'node:path';
+import yargs from 'yargs';
+import { BusyError, ConfigError, GsyncError, SshError, UsageError, errorMessage } from '@gsync/core';
+import type { Context } from './context.js';
+import { EXIT } from './exit-codes.js';
+import { renderEvent, renderRunSummary, renderStatus } from './render.js';
+
+export interface CliIo {
+  env: NodeJS.ProcessEnv;
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  /** Where the built gsync-node file is, to ship to nodes. */
+  nodeToolPath: string;
+  now?: () => Date;
+  isTTY?: boolean;
+}
+
+export function exitCodeOf(error: unknown): number {
+  if (error instanceof UsageError || error instanceof ConfigError) return EXIT.usage;
+  if (error instanceof SshError) return EXIT.ssh;
+  if (error instanceof BusyError) return EXIT.busy;
+  return EXIT.internal;
+}
+
+interface Global {
+  configDir?: string;
+  verbose: boolean;
+  json: boolean;
+  acceptNew: boolean;
+  color: boolean;
+}
+
+/**
+ * gsync-ctl: flags are parsed here and handed to the commands, each an
+ * `async (ctx, options) => result` in commands/, imported when used.
+ * Only this function turns errors into exit codes.
+ */
+export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  const c = new Chalk({ level: io.isTTY && !io.env.NO_COLOR ? 1 : 0 });
+  const print = (s: string) => io.stdout.write(`${s}\n`);
+  const say = (s: string) => io.stderr.write(`${s}\n`);
+  let exitCode: number = EXIT.ok;
+  let verbose = false;
+
+  const context = (g: Global): Context => {
+    const home = io.env.HOME ?? '/';
+    const configDir = g.configDir ?? io.env.GSYNC_HOME ?? join(home, '.gsync');
+    return {
+      configDir,
+      home,
+      env: io.env,
+      now: io.now ?? (() => new Date()),
+      nodeToolPath: io.nodeToolPath,
+      acceptNew: g.acceptNew,
+      onEvent: (e) => {
+        if (!g.json || e.level !== 'info') say(renderEvent(c, e));
+      },
+    };
+  };
+
+  const cli = yargs([...argv])
+    .scriptName('gsync-ctl')
+    .usage('$0 <command> [options]\n\nSend coding-agent tasks to worker nodes over SSH and merge every result back through git.')
+    .option('config-dir', { type: 'string', describe: 'folder with nodes.json and projects.json (default: $GSYNC_HOME, else ~/.gsync)' })
+    .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON' })
+    .option('verbose', { type: 'boolean', default: false, describe: 'show error details' })
+    .option('accept-new', { type: 'boolean', default: false, describe: 'record the host key of a node never seen before' })
+    .option('color', { type: 'boolean', default: true, hidden: true })
+    .middleware((g) => {
+      verbose = Boolean(g.verbose);
+    })
+    .command(
+      'dispatch',
+      'send a task to a node and start its agent',
+      (y) =>
+        y
+          .option('project', { type: 'string', demandOption: true, describe: 'project name from projects.json' })
+          .option('spec', { type: 'string', demandOption: true, describe: 'the task, as a text/markdown file' })
+          .option('task', { type: 'string', describe: 'task id (default: the next free S01, S02, ...)' })
+          .option('node', { type: 'string', describe: 'node name (default: the least busy node)' }),
+      async (a) => {
+        const { dispatch } = await import('./commands/dispatch.js');
+        const r = await dispatch(context(a as unknown as Global), { project: a.project, spec: a.spec, task: a.task, node: a.node });
+        print(a.json ? JSON.stringify(r, null, 2) : `dispatched ${c.bold(r.task_id)} to ${c.bold(r.node)} on branch ${c.cyan(r.branch)}`);
+      },
+    )
+    .command(
+      ['pull-bundles', 'pull'],
+      'collect finished tasks, verify them and merge them into the main branch',
+      (y) =>
+        y
+          .option('project', { type: 'string', demandOption: true })
+          .option('wait', { type: 'boolean', default: false, describe: 'keep polling until no task is running' })
+          .option('interval', { type: 'number', default: 5, describe: 'seconds between polls with --wait' })
+          .option('timeout', { type: 'number', describe: 'stop waiting after this many seconds' }),
+      async (a) => {
+        const { pullBundles } = await import('./commands/pull-bundles.js');
+        const r = await pullBundles(context(a as unknown as Global), { project: a.project, wait: a.wait, interval: a.interval, timeout: a.timeout });
+        print(a.json ? JSON.stringify(r, null, 2) : renderRunSummary(c, r));
+        exitCode = r.exit_code;
+      },
+    )
+    .command(
+      'status',
+      "show each task's node, state, branch and times",
+      (y) => y.option('project', { type: 'string', demandOption: true }),
+      async (a) => {
+        const { status } = await import('./commands/status.js');
+        const rows = await status(context(a as unknown as Global), { project: a.project });
+        print(a.json ? JSON.stringify(rows, null, 2) : renderStatus(c, rows));
+      },
+    )
+    .demandCommand(1, 'name a command: dispatch, pull-bundles or status')
+    .strict()
+    .help()
+    .version(false)
+    .exitProcess(false)
+    .fail((message, error) => {
+      throw error ?? new UsageError(message);
+    });
+
+  try {
+    let helpShown = false;
+    await cli.parseAsync([...argv], {}, (_err, _argv, output) => {
+      if (output) {
+        helpShown = true;
+        print(output);
+      }
+    });
+    void helpShown;
+    return exitCode;
+  } catch (error) {
+    say(`${c.red('gsync-ctl:')} ${errorMessage(error)}`);
+    if (error instanceof GsyncError && error.hint) say(`  ${c.dim(error.hint)}`);
+    if (verbose && error instanceof Error) say(c.dim(String(error.stack ?? '')));
+    if (verbose && error instanceof Error && error.cause) say(c.dim(`caused by: ${errorMessage(error.cause)}`));
+    return exitCodeOf(error);
+  }
+}

@@ -1,0 +1,220 @@
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import { parse, printParseErrorCode, type ParseError } from 'jsonc-parser';
+import { z } from 'zod';
+import { ConfigError, DEFAULT_AGENT_ARGV, UsageError, describeZodError, isValidName } from '@gsync/core';
+
+/**
+ * nodes.json and projects.json. Both are JSON with comments allowed, and an
+ * elided array `[...]` (as in the seed's own examples) reads as empty.
+ */
+const name = z.string().refine(isValidName, 'must be letters, digits, ".", "_" or "-" (start and end with a letter or digit)');
+const argv = z.array(z.string()).min(1, 'must name a command');
+const agentRef = z.union([argv, z.string().min(1)]);
+
+const NodeEntry = z.object({
+  name,
+  transport: z.enum(['ssh', 'local']).default('ssh'),
+  host: z.string().min(1).optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  user: z.string().min(1).optional(),
+  identity_file: z.string().min(1).optional(),
+  known_hosts: z.string().min(1).optional(),
+  work_root: z.string().min(1).default('~/dispatch'),
+  /** For `local` nodes: the folder that plays the node user's home. */
+  home: z.string().min(1).optional(),
+  node_bin: z.string().min(1).default('node'),
+  agent: agentRef.optional(),
+  agent_timeout_seconds: z.number().positive().optional(),
+  max_parallel: z.number().int().positive().default(4),
+  connect_timeout_seconds: z.number().positive().default(20),
+});
+
+const GitConfig = z.object({
+  default_sync_mode: z.enum(['bundle', 'git', 'scp']).default('bundle'),
+  github_org: z.string().optional(),
+  branch_prefix: z.string().regex(/^[A-Za-z0-9._-]+\/$/, 'must be a path segment ending in "/", like "task/"').default('task/'),
+  auto_cleanup_branches: z.boolean().default(false),
+  conflict_handler: z.string().optional(),
+});
+
+const NodesFile = z.object({
+  nodes: z.array(NodeEntry),
+  git_config: GitConfig.default(GitConfig.parse({})),
+  agents: z.record(z.string(), argv).default({}),
+  ssh_config: z.string().optional(),
+  agent_timeout_seconds: z.number().positive().default(3600),
+  max_result_bytes: z.number().int().positive().default(2 * 1024 ** 3),
+});
+
+const ProjectEntry = z.object({
+  repo_url: z.string().optional(),
+  repo_local: z.string().min(1),
+  sync_mode: z.enum(['bundle', 'git', 'scp']).optional(),
+  main_branch: z.string().regex(/^(?!refs\/)[A-Za-z0-9._/-]+$/, 'must be a branch name like "main"').default('main'),
+  agent: agentRef.optional(),
+  agent_timeout_seconds: z.number().positive().optional(),
+});
+
+const ProjectsFile = z.record(name, ProjectEntry);
+
+export type NodeConfig = z.infer<typeof NodeEntry>;
+export type ProjectConfig = z.infer<typeof ProjectEntry> & { name: string; sync_mode: 'bundle' | 'git' | 'scp' };
+export type GitSettings = z.infer<typeof GitConfig>;
+
+export interface Config {
+  dir: string;
+  nodesFile: string;
+  projectsFile: string;
+  nodes: NodeConfig[];
+  projects: Map<string, ProjectConfig>;
+  git: GitSettings;
+  agents: Record<string, string[]>;
+  sshConfig: string | undefined;
+  agentTimeoutSeconds: number;
+  maxResultBytes: number;
+  warnings: string[];
+}
+
+/** Fields a node entry of the older dispatch tooling may carry; accepted and ignored. */
+const LEGACY_NODE_FIELDS = new Set(['git_mode', 'github_token_env', 'ip', 'description', 'gpu', 'tags']);
+
+function parseJsonc(file: string, text: string): unknown {
+  const errors: ParseError[] = [];
+  const value = parse(text, errors, { allowTrailingComma: true, disallowComments: false });
+  const real = errors.filter((e) => text.slice(e.offset, e.offset + e.length) !== '...');
+  const first = real[0];
+  if (first) {
+    const before = text.slice(0, first.offset);
+    const line = before.split('\n').length;
+    const column = first.offset - before.lastIndexOf('\n');
+    throw new ConfigError(file, '', `invalid JSON at line ${line}, column ${column}: ${printParseErrorCode(first.error)}`);
+  }
+  return value;
+}
+
+async function readConfigFile(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new ConfigError(file, '', code === 'ENOENT' ? 'file not found' : `cannot read: ${code}`, {
+      hint: 'create it (see the README) or point --config-dir / GSYNC_HOME at the folder that has it',
+      cause: error,
+    });
+  }
+  return parseJsonc(file, text);
+}
+
+function fieldPath(prefix: string, path: string): string {
+  return [prefix, path].filter(Boolean).join('.').replace(/\.(\d+)(?=\.|$)/g, '[$1]');
+}
+
+function unknownKeys(raw: unknown, known: readonly string[]): string[] {
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return [];
+  return Object.keys(raw).filter((k) => !known.includes(k));
+}
+
+export function expandUserPath(path: string, home: string, base: string): string {
+  if (path === '~') return home;
+  if (path.startsWith('~/')) return join(home, path.slice(2));
+  return isAbsolute(path) ? path : resolve(base, path);
+}
+
+export interface LoadOptions {
+  dir: string;
+  home: string;
+}
+
+export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
+  const nodesFile = join(dir, 'nodes.json');
+  const projectsFile = join(dir, 'projects.json');
+  const warnings: string[] = [];
+
+  const rawNodes = await readConfigFile(nodesFile);
+  const nodesParsed = NodesFile.safeParse(rawNodes);
+  if (!nodesParsed.success) {
+    const { path, message } = describeZodError(nodesParsed.error);
+    throw new ConfigError(nodesFile, fieldPath('', path), message);
+  }
+  const nodesData = nodesParsed.data;
+  const seen = new Set<string>();
+  nodesData.nodes.forEach((node, i) => {
+    const where = `nodes[${i}]`;
+    if (seen.has(node.name)) throw new ConfigError(nodesFile, `${where}.name`, `node "${node.name}" is defined twice`);
+    seen.add(node.name);
+    if (node.transport === 'ssh' && !node.host) throw new ConfigError(nodesFile, `${where}.host`, 'is required for an ssh node');
+    for (const key of unknownKeys((rawNodes as { nodes: unknown[] }).nodes[i], Object.keys(NodeEntry.shape))) {
+      if (!LEGACY_NODE_FIELDS.has(key)) warnings.push(`${nodesFile}: ${where}.${key}: unknown field, ignored`);
+    }
+    if (node.identity_file) node.identity_file = expandUserPath(node.identity_file, home, dir);
+    if (node.known_hosts) node.known_hosts = expandUserPath(node.known_hosts, home, dir);
+    if (node.transport === 'local') node.home = expandUserPath(node.home ?? join('nodes', node.name), home, dir);
+  });
+  for (const key of unknownKeys(rawNodes, Object.keys(NodesFile.shape))) warnings.push(`${nodesFile}: ${key}: unknown field, ignored`);
+
+  const rawProjects = await readConfigFile(projectsFile);
+  const projectsParsed = ProjectsFile.safeParse(rawProjects);
+  if (!projectsParsed.success) {
+    const { path, message } = describeZodError(projectsParsed.error);
+    throw new ConfigError(projectsFile, fieldPath('', path), message);
+  }
+  const projects = new Map<string, ProjectConfig>();
+  for (const [projectName, p] of Object.entries(projectsParsed.data)) {
+    projects.set(projectName, {
+      ...p,
+      name: projectName,
+      repo_local: expandUserPath(p.repo_local, home, dir),
+      sync_mode: p.sync_mode ?? nodesData.git_config.default_sync_mode,
+    });
+    for (const key of unknownKeys((rawProjects as Record<string, unknown>)[projectName], Object.keys(ProjectEntry.shape))) {
+      warnings.push(`${projectsFile}: ${projectName}.${key}: unknown field, ignored`);
+    }
+  }
+
+  return {
+    dir,
+    nodesFile,
+    projectsFile,
+    nodes: nodesData.nodes,
+    projects,
+    git: nodesData.git_config,
+    agents: nodesData.agents,
+    sshConfig: nodesData.ssh_config ? expandUserPath(nodesData.ssh_config, home, dir) : undefined,
+    agentTimeoutSeconds: nodesData.agent_timeout_seconds,
+    maxResultBytes: nodesData.max_result_bytes,
+    warnings,
+  };
+}
+
+export function getProject(config: Config, name: string): ProjectConfig {
+  const project = config.projects.get(name);
+  if (!project) {
+    const known = [...config.projects.keys()].join(', ') || 'none';
+    throw new UsageError(`unknown project "${name}" (projects in ${config.projectsFile}: ${known})`);
+  }
+  return project;
+}
+
+export function getNode(config: Config, name: string): NodeConfig {
+  const node = config.nodes.find((n) => n.name === name);
+  if (!node) {
+    const known = config.nodes.map((n) => n.name).join(', ') || 'none';
+    throw new UsageError(`unknown node "${name}" (nodes in ${config.nodesFile}: ${known})`);
+  }
+  return node;
+}
+
+/** The agent argv for a task: the project's, else the node's, else `claude -p {spec}`. */
+export function resolveAgent(config: Config, project: ProjectConfig, node: NodeConfig): string[] {
+  const ref = project.agent ?? node.agent;
+  if (ref === undefined) return [...DEFAULT_AGENT_ARGV];
+  if (Array.isArray(ref)) return ref;
+  const profile = config.agents[ref];
+  if (!profile) {
+    const where = project.agent !== undefined ? `${config.projectsFile}: ${project.name}.agent` : `${config.nodesFile}: node ${node.name}.agent`;
+    throw new UsageError(`${where}: no agent profile "${ref}" in ${config.nodesFile} "agents"`);
+  }
+  return profile;
+}

@@ -1,0 +1,58 @@
+import { join } from 'node:path';
+import { loadConfig, type Config } from './config.js';
+import type { ConnectContext } from './connect.js';
+import { Store } from './store.js';
+
+/** A step worth telling the user about; the CLI renders it, the store keeps it. */
+export interface ProgressEvent {
+  level: 'info' | 'warn' | 'error';
+  kind: string;
+  message: string;
+  project?: string;
+  task_id?: string;
+  node?: string;
+}
+
+/** Everything a command needs from outside, passed in (never read from `process` below the entry point). */
+export interface Context {
+  configDir: string;
+  home: string;
+  env: NodeJS.ProcessEnv;
+  now: () => Date;
+  nodeToolPath: string;
+  acceptNew: boolean;
+  onEvent: (event: ProgressEvent) => void;
+}
+
+export interface Session {
+  ctx: Context;
+  config: Config;
+  store: Store;
+  connect: ConnectContext;
+  /** Records an event in the store and shows it. */
+  log(event: ProgressEvent & { project: string; data?: unknown }): void;
+  close(): void;
+}
+
+export function storePath(configDir: string): string {
+  return join(configDir, 'gsync.db');
+}
+
+export async function openSession(ctx: Context): Promise<Session> {
+  const config = await loadConfig({ dir: ctx.configDir, home: ctx.home });
+  for (const warning of config.warnings) ctx.onEvent({ level: 'warn', kind: 'config', message: warning });
+  const store = new Store(storePath(ctx.configDir), ctx.now);
+  return {
+    ctx,
+    config,
+    store,
+    connect: { config, home: ctx.home, env: ctx.env, acceptNew: ctx.acceptNew },
+    log(event) {
+      store.addEvent({ project: event.project, task_id: event.task_id, node: event.node, kind: event.kind, message: event.message, data: event.data });
+      ctx.onEvent(event);
+    },
+    close() {
+      store.close();
+    },
+  };
+}

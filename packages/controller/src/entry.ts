@@ -1,0 +1,10 @@
+import { fileURLToPath } from 'node:url';
+import { main } from './cli.js';
+
+process.exitCode = await main(process.argv.slice(2), {
+  env: process.env,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  isTTY: process.stdout.isTTY,
+  nodeToolPath: fileURLToPath(new URL('../../node/dist/gsync-node.mjs', import.meta.url)),
+});

@@ -1,0 +1,17 @@
+/** The exit codes of gsync-ctl: a small table, documented in the README. */
+export const EXIT = {
+  /** Everything asked for was done (pull: every task merged or empty). */
+  ok: 0,
+  /** An unexpected failure: a bug, or git failing in a way gsync did not foresee. */
+  internal: 1,
+  /** Bad flags, bad config, unknown project/node/task, bad spec or id. Nothing was changed. */
+  usage: 2,
+  /** pull: at least one task conflicted, failed, timed out or was rejected. */
+  attention: 3,
+  /** pull: nothing is wrong, but tasks are still running or waiting for a clean checkout. */
+  pending: 4,
+  /** A node could not be reached, refused the login, or showed an unknown or changed host key. */
+  ssh: 5,
+  /** Another gsync-ctl holds the project's lock. */
+  busy: 6,
+} as const;

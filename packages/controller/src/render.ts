@@ -1,0 +1,51 @@
+import chalk, { type ChalkInstance } from 'chalk';
+import type { ProgressEvent } from './context.js';
+import type { RunReport } from './report.js';
+import type { StatusRow } from './commands/status.js';
+
+/** Turns events and results into terminal text. Nothing here decides anything. */
+export function renderEvent(c: ChalkInstance, e: ProgressEvent): string {
+  const mark = e.level === 'error' ? c.red('✖') : e.level === 'warn' ? c.yellow('!') : c.dim('·');
+  return `${mark} ${e.level === 'info' ? e.message : e.level === 'warn' ? c.yellow(e.message) : c.red(e.message)}`;
+}
+
+export function table(rows: readonly string[][]): string {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, [...cell].length)));
+  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');
+}
+
+const time = (iso: string | null | undefined) => (iso ? iso.replace('T', ' ').slice(0, 19) : '-');
+
+export function renderStatus(c: ChalkInstance, rows: readonly StatusRow[]): string {
+  if (rows.length === 0) return 'no tasks yet';
+  const colour = (s: string) =>
+    s === 'merged' ? c.green(s) : ['conflicted', 'failed', 'timeout', 'rejected'].includes(s) ? c.red(s) : s === 'empty' ? c.dim(s) : c.cyan(s);
+  return table([
+    ['TASK', 'NODE', 'STATE', 'BRANCH', 'DISPATCHED', 'FINISHED', 'MERGED'].map((h) => c.bold(h)),
+    ...rows.map((r) => [r.task_id, r.node, colour(r.state === 'dispatched' && r.node_state ? `${r.state}:${r.node_state}` : r.state), r.branch, time(r.dispatched_at), time(r.finished_at), time(r.merged_at)]),
+  ]);
+}
+
+export function renderRunSummary(c: ChalkInstance, r: RunReport): string {
+  const lines = r.tasks.map((t) => {
+    const head = `${t.task_id} ${c.dim(`(${t.node})`)}`;
+    switch (t.outcome) {
+      case 'merged':
+        return `${c.green('merged    ')} ${head} ${t.branch} → ${t.merge_commit?.slice(0, 12)}  ${c.dim(`${t.changed_paths?.length ?? 0} path(s)`)}`;
+      case 'conflicted':
+        return `${c.red('CONFLICT  ')} ${head} ${t.branch}: ${(t.conflict_paths ?? []).join(', ')}`;
+      case 'empty':
+        return `${c.dim('empty     ')} ${head} the agent changed nothing`;
+      case 'waiting':
+        return `${c.yellow('waiting   ')} ${head} ${t.reason}`;
+      default:
+        return `${c.red(t.outcome.padEnd(10))} ${head} ${t.reason ?? ''}`;
+    }
+  });
+  if (lines.length === 0) lines.push(c.dim('nothing new to collect or merge'));
+  for (const p of r.pending) lines.push(`${c.cyan('running   ')} ${p.task_id} ${c.dim(`(${p.node})`)} ${p.node_state ?? ''}`);
+  for (const o of r.outstanding) lines.push(`${c.red(`${o.outcome} (earlier)`.padEnd(10))} ${o.task_id} ${c.dim(`(${o.node})`)} ${o.branch}`);
+  lines.push(c.dim(`${r.main_ref}: ${r.main_before.slice(0, 12)} → ${r.main_after.slice(0, 12)}; report: ${r.report_path}`));
+  return lines.join('\n');
+}

@@ -1,0 +1,77 @@
+/** What one pull-bundles run did, as data (--json) and as merge_report.md. */
+export type Outcome = 'merged' | 'conflicted' | 'empty' | 'failed' | 'timeout' | 'rejected' | 'waiting';
+
+export interface ReportTask {
+  task_id: string;
+  node: string;
+  branch: string;
+  title: string;
+  outcome: Outcome;
+  commits?: number;
+  changed_paths?: string[];
+  merge_commit?: string;
+  conflict_paths?: string[];
+  wip_branch?: string;
+  reason?: string;
+  next_step?: string;
+  dispatched_at?: string | null;
+  finished_at?: string | null;
+}
+
+export interface RunReport {
+  project: string;
+  started_at: string;
+  finished_at: string;
+  main_ref: string;
+  main_before: string;
+  main_after: string;
+  tasks: ReportTask[];
+  pending: { task_id: string; node: string; node_state: string | null }[];
+  outstanding: ReportTask[];
+  unreachable: { node: string; error: string }[];
+  report_path?: string;
+  exit_code: number;
+}
+
+const short = (oid: string | undefined) => (oid ? oid.slice(0, 12) : '-');
+
+function list(items: readonly string[] | undefined, limit = 50): string {
+  if (!items || items.length === 0) return '(none)';
+  const shown = items.slice(0, limit).map((p) => `\`${p.replaceAll('`', "'")}\``);
+  return shown.join(', ') + (items.length > limit ? ` … and ${items.length - limit} more` : '');
+}
+
+function taskSection(t: ReportTask): string[] {
+  const lines = [`### ${t.task_id} on ${t.node}: ${t.outcome}`, '', `- title: ${t.title}`, `- branch: \`${t.branch}\``];
+  if (t.commits !== undefined) lines.push(`- commits: ${t.commits}`);
+  if (t.changed_paths) lines.push(`- changed paths: ${list(t.changed_paths)}`);
+  if (t.merge_commit) lines.push(`- merge commit: \`${t.merge_commit}\``);
+  if (t.conflict_paths) lines.push(`- conflicting paths: ${list(t.conflict_paths)}`);
+  if (t.wip_branch) lines.push(`- work in progress kept on \`${t.wip_branch}\` (never merged automatically)`);
+  if (t.reason) lines.push(`- why: ${t.reason}`);
+  if (t.next_step) lines.push(`- next: ${t.next_step}`);
+  lines.push('');
+  return lines;
+}
+
+export function renderReport(r: RunReport): string {
+  const count = (o: Outcome) => r.tasks.filter((t) => t.outcome === o).length;
+  const out = [
+    `# Merge report: ${r.project}`,
+    '',
+    `- run: ${r.started_at} → ${r.finished_at}`,
+    `- ${r.main_ref}: ${short(r.main_before)} → ${short(r.main_after)}`,
+    `- merged ${count('merged')}, conflicted ${count('conflicted')}, empty ${count('empty')}, failed ${count('failed') + count('timeout')}, rejected ${count('rejected')}, waiting ${count('waiting')}, still running ${r.pending.length}`,
+    '',
+  ];
+  if (r.tasks.length === 0) out.push('Nothing new to collect or merge in this run.', '');
+  else out.push('## This run', '', ...r.tasks.flatMap(taskSection));
+  if (r.pending.length > 0) {
+    out.push('## Still running', '', ...r.pending.map((p) => `- ${p.task_id} on ${p.node} (${p.node_state ?? 'unknown'})`), '');
+  }
+  if (r.unreachable.length > 0) {
+    out.push('## Nodes not reached', '', ...r.unreachable.map((u) => `- ${u.node}: ${u.error}`), '');
+  }
+  if (r.outstanding.length > 0) out.push('## Still needing attention from earlier runs', '', ...r.outstanding.flatMap(taskSection));
+  return `${out.join('\n').trimEnd()}\n`;
+}

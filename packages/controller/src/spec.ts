@@ -1,0 +1,39 @@
+import { readFile } from 'node:fs/promises';
+import { MAX_ARG_BYTES, UsageError, sha256, specTitle, usesSpecText } from '@gsync/core';
+
+export const MAX_SPEC_BYTES = 1024 * 1024;
+
+export interface Spec {
+  path: string;
+  data: Buffer;
+  text: string;
+  title: string;
+  sha256: string;
+}
+
+/** Reads a spec and checks what the node will need of it: UTF-8 text, no NUL, a title, a sane size. */
+export async function readSpec(path: string, agentArgv: readonly string[]): Promise<Spec> {
+  let data: Buffer;
+  try {
+    data = await readFile(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UsageError(`spec ${path}: ${code === 'ENOENT' ? 'file not found' : `cannot read (${code})`}`, { cause: error });
+  }
+  if (data.length > MAX_SPEC_BYTES) throw new UsageError(`spec ${path}: ${data.length} bytes; a spec may be at most ${MAX_SPEC_BYTES} bytes`);
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(data);
+  } catch {
+    throw new UsageError(`spec ${path}: not UTF-8 text`);
+  }
+  if (text.includes('\0')) throw new UsageError(`spec ${path}: contains a NUL byte; a spec must be text`);
+  const title = specTitle(text);
+  if (title === '') throw new UsageError(`spec ${path}: is empty; its first line becomes the commit title`);
+  if (usesSpecText(agentArgv) && data.length > MAX_ARG_BYTES) {
+    throw new UsageError(`spec ${path}: ${data.length} bytes is too long to pass as one argument ({spec})`, {
+      hint: 'use {spec_file} in the agent command instead of {spec}',
+    });
+  }
+  return { path, data, text, title, sha256: sha256(data) };
+}

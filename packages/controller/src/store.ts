@@ -1,0 +1,203 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+/**
+ * The controller's record of every task and every step (SQLite, WAL).
+ * States: dispatching → dispatched → collected → merged | conflicted,
+ * or empty / failed / timeout / rejected straight from the node's answer.
+ */
+export type TaskState =
+  | 'dispatching'
+  | 'dispatched'
+  | 'collected'
+  | 'merged'
+  | 'conflicted'
+  | 'empty'
+  | 'failed'
+  | 'timeout'
+  | 'rejected';
+
+export const OPEN_STATES: readonly TaskState[] = ['dispatching', 'dispatched'];
+export const ATTENTION_STATES: readonly TaskState[] = ['conflicted', 'failed', 'timeout', 'rejected'];
+
+export interface TaskRow {
+  project: string;
+  task_id: string;
+  node: string;
+  branch: string;
+  seq: number;
+  base_ref: string;
+  base_commit: string;
+  spec_title: string;
+  spec_sha256: string;
+  state: TaskState;
+  node_state: string | null;
+  result_head: string | null;
+  result_commits: number | null;
+  changed_paths: string | null;
+  wip_branch: string | null;
+  merge_commit: string | null;
+  conflict_paths: string | null;
+  error: string | null;
+  created_at: string;
+  dispatched_at: string | null;
+  finished_at: string | null;
+  collected_at: string | null;
+  merged_at: string | null;
+}
+
+export interface EventRow {
+  id: number;
+  at: string;
+  project: string;
+  task_id: string | null;
+  node: string | null;
+  kind: string;
+  message: string;
+  data: string | null;
+}
+
+const MIGRATIONS = [
+  `CREATE TABLE tasks (
+     project TEXT NOT NULL,
+     task_id TEXT NOT NULL,
+     node TEXT NOT NULL,
+     branch TEXT NOT NULL,
+     seq INTEGER NOT NULL,
+     base_ref TEXT NOT NULL,
+     base_commit TEXT NOT NULL,
+     spec_title TEXT NOT NULL,
+     spec_sha256 TEXT NOT NULL,
+     state TEXT NOT NULL,
+     node_state TEXT,
+     result_head TEXT,
+     result_commits INTEGER,
+     changed_paths TEXT,
+     wip_branch TEXT,
+     merge_commit TEXT,
+     conflict_paths TEXT,
+     error TEXT,
+     created_at TEXT NOT NULL,
+     dispatched_at TEXT,
+     finished_at TEXT,
+     collected_at TEXT,
+     merged_at TEXT,
+     PRIMARY KEY (project, task_id)
+   );
+   CREATE INDEX tasks_by_state ON tasks (project, state);
+   CREATE TABLE events (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     at TEXT NOT NULL,
+     project TEXT NOT NULL,
+     task_id TEXT,
+     node TEXT,
+     kind TEXT NOT NULL,
+     message TEXT NOT NULL,
+     data TEXT
+   );
+   CREATE INDEX events_by_task ON events (project, task_id);`,
+];
+
+export class Store {
+  readonly db: Database.Database;
+  private readonly now: () => Date;
+
+  constructor(file: string, now: () => Date = () => new Date()) {
+    mkdirSync(dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.now = now;
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('busy_timeout = 10000');
+    this.db.pragma('foreign_keys = ON');
+    this.migrate();
+  }
+
+  private migrate(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  timestamp(): string {
+    return this.now().toISOString();
+  }
+
+  insertTask(row: Omit<TaskRow, 'seq' | 'created_at' | 'node_state' | 'result_head' | 'result_commits' | 'changed_paths' | 'wip_branch' | 'merge_commit' | 'conflict_paths' | 'error' | 'dispatched_at' | 'finished_at' | 'collected_at' | 'merged_at'>): TaskRow {
+    return this.db.transaction(() => {
+      const seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM tasks WHERE project = ?').get(row.project) as { n: number }).n;
+      this.db
+        .prepare(
+          `INSERT INTO tasks (project, task_id, node, branch, seq, base_ref, base_commit, spec_title, spec_sha256, state, created_at)
+           VALUES (@project, @task_id, @node, @branch, @seq, @base_ref, @base_commit, @spec_title, @spec_sha256, @state, @created_at)`,
+        )
+        .run({ ...row, seq, created_at: this.timestamp() });
+      return this.getTask(row.project, row.task_id)!;
+    })();
+  }
+
+  getTask(project: string, taskId: string): TaskRow | undefined {
+    return this.db.prepare('SELECT * FROM tasks WHERE project = ? AND task_id = ?').get(project, taskId) as TaskRow | undefined;
+  }
+
+  listTasks(project: string, states?: readonly TaskState[]): TaskRow[] {
+    const all = this.db.prepare('SELECT * FROM tasks WHERE project = ? ORDER BY seq').all(project) as TaskRow[];
+    return states ? all.filter((t) => states.includes(t.state)) : all;
+  }
+
+  taskIds(project: string): string[] {
+    return (this.db.prepare('SELECT task_id FROM tasks WHERE project = ?').all(project) as { task_id: string }[]).map((r) => r.task_id);
+  }
+
+  /** Open tasks per node, across projects: what "least busy" counts. */
+  openTasksByNode(): Map<string, number> {
+    const rows = this.db
+      .prepare(`SELECT node, COUNT(*) AS n FROM tasks WHERE state IN ('dispatching', 'dispatched') GROUP BY node`)
+      .all() as { node: string; n: number }[];
+    return new Map(rows.map((r) => [r.node, r.n]));
+  }
+
+  updateTask(project: string, taskId: string, fields: Partial<TaskRow>): void {
+    const keys = Object.keys(fields);
+    if (keys.length === 0) return;
+    const set = keys.map((k) => `${k} = @${k}`).join(', ');
+    this.db.prepare(`UPDATE tasks SET ${set} WHERE project = @project_key AND task_id = @task_key`).run({
+      ...fields,
+      project_key: project,
+      task_key: taskId,
+    });
+  }
+
+  deleteTask(project: string, taskId: string): void {
+    this.db.prepare('DELETE FROM tasks WHERE project = ? AND task_id = ?').run(project, taskId);
+  }
+
+  addEvent(event: { project: string; task_id?: string | null; node?: string | null; kind: string; message: string; data?: unknown }): void {
+    this.db
+      .prepare('INSERT INTO events (at, project, task_id, node, kind, message, data) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(
+        this.timestamp(),
+        event.project,
+        event.task_id ?? null,
+        event.node ?? null,
+        event.kind,
+        event.message,
+        event.data === undefined ? null : JSON.stringify(event.data),
+      );
+  }
+
+  events(project: string, taskId?: string): EventRow[] {
+    if (taskId) {
+      return this.db.prepare('SELECT * FROM events WHERE project = ? AND task_id = ? ORDER BY id').all(project, taskId) as EventRow[];
+    }
+    return this.db.prepare('SELECT * FROM events WHERE project = ? ORDER BY id').all(project) as EventRow[];
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * Agent commands are argv lists with `{spec}` (the spec text) and `{spec_file}`
+ * (the spec's path) placeholders. They are substituted word by word and the
+ * result is run without a shell, so a spec can hold any characters.
+ */
+export const DEFAULT_AGENT_ARGV = ['claude', '-p', '{spec}', '--dangerously-skip-permissions'] as const;
+
+/** Linux refuses a single argv word longer than this (MAX_ARG_STRLEN). */
+export const MAX_ARG_BYTES = 128 * 1024 - 1;
+
+export function expandAgentArgv(template: readonly string[], values: { spec: string; specFile: string }): string[] {
+  return template.map((word) => word.replaceAll('{spec_file}', values.specFile).replaceAll('{spec}', values.spec));
+}
+
+export function usesSpecText(template: readonly string[]): boolean {
+  return template.some((word) => word.replaceAll('{spec_file}', '').includes('{spec}'));
+}
+
+/** The commit subject for a task: `task/<id>: <first line of the spec>`, kept to one sane line. */
+export function commitSubject(taskId: string, specTitle: string): string {
+  return `task/${taskId}: ${specTitle}`;
+}
+
+export const MAX_TITLE_CHARS = 72;
+
+/** The first non-empty line of a spec, without markdown heading marks, cut to 72 characters. */
+export function specTitle(spec: string): string {
+  const line = spec.split(/\r?\n/).map((l) => l.replace(/^#+\s*/, '').trim()).find((l) => l !== '') ?? '';
+  const clean = line.replace(/[\u0000-\u001f\u007f]/g, ' ');
+  return [...clean].length > MAX_TITLE_CHARS ? `${[...clean].slice(0, MAX_TITLE_CHARS - 1).join('')}…` : clean;
+}

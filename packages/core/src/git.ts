@@ -1,0 +1,196 @@
+import { execa } from 'execa';
+import { GitError } from './errors.js';
+
+/**
+ * One function per git operation. Every call takes the repository as `cwd`,
+ * passes an argv array (never a shell string) and fails as GitError.
+ */
+export interface GitOptions {
+  input?: string | Buffer;
+  env?: Record<string, string>;
+  /** Exit codes that are answers rather than failures. */
+  okExitCodes?: readonly number[];
+}
+
+export interface GitResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export const ZERO_OID = '0'.repeat(40);
+
+const BASE_ENV = { LC_ALL: 'C', GIT_TERMINAL_PROMPT: '0', GIT_OPTIONAL_LOCKS: '0' };
+
+export async function git(cwd: string, args: readonly string[], options: GitOptions = {}): Promise<GitResult> {
+  const result = await execa('git', args, {
+    cwd,
+    input: options.input,
+    env: { ...BASE_ENV, ...options.env },
+    reject: false,
+    stripFinalNewline: false,
+    maxBuffer: 256 * 1024 * 1024,
+  });
+  const exitCode = result.exitCode ?? -1;
+  if (result.failed && !(options.okExitCodes ?? []).includes(exitCode)) {
+    const stderr = String(result.stderr ?? '') || String(result.message ?? '');
+    throw new GitError(args, result.exitCode, stderr, { cause: result.cause });
+  }
+  return { stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? ''), exitCode };
+}
+
+const lines = (s: string): string[] => s.split('\n').filter((l) => l !== '');
+const nulFields = (s: string): string[] => s.split('\0').filter((l) => l !== '');
+
+export async function gitVersion(cwd: string): Promise<string> {
+  return (await git(cwd, ['--version'])).stdout.trim();
+}
+
+export async function initRepo(dir: string, branch: string): Promise<void> {
+  await git(dir, ['init', '-q', `--initial-branch=${branch}`, '.']);
+}
+
+export async function setConfig(cwd: string, key: string, value: string): Promise<void> {
+  await git(cwd, ['config', key, value]);
+}
+
+/** The commit a revision names, or undefined when it names none. */
+export async function resolveCommit(cwd: string, rev: string): Promise<string | undefined> {
+  const r = await git(cwd, ['rev-parse', '--verify', '--quiet', '--end-of-options', `${rev}^{commit}`], {
+    okExitCodes: [1, 128],
+  });
+  return r.exitCode === 0 ? r.stdout.trim() : undefined;
+}
+
+export async function isAncestor(cwd: string, ancestor: string, descendant: string): Promise<boolean> {
+  const r = await git(cwd, ['merge-base', '--is-ancestor', ancestor, descendant], { okExitCodes: [1] });
+  return r.exitCode === 0;
+}
+
+export async function countCommits(cwd: string, range: readonly string[]): Promise<number> {
+  return Number((await git(cwd, ['rev-list', '--count', ...range])).stdout.trim());
+}
+
+export async function changedPaths(cwd: string, from: string, to: string): Promise<string[]> {
+  return nulFields((await git(cwd, ['diff', '--name-only', '--no-renames', '-z', from, to, '--'])).stdout);
+}
+
+export async function addAll(cwd: string): Promise<void> {
+  await git(cwd, ['add', '-A', '--', '.']);
+}
+
+export async function hasStagedChanges(cwd: string): Promise<boolean> {
+  return (await git(cwd, ['diff', '--cached', '--quiet'], { okExitCodes: [1] })).exitCode === 1;
+}
+
+export async function commit(cwd: string, message: string, env?: Record<string, string>): Promise<void> {
+  await git(cwd, ['-c', 'core.hooksPath=/dev/null', 'commit', '-q', '--no-verify', '-F', '-'], { input: message, env });
+}
+
+export async function checkoutNewBranch(cwd: string, branch: string, startPoint: string): Promise<void> {
+  await git(cwd, ['checkout', '-q', '-b', branch, startPoint]);
+}
+
+export async function createBundle(cwd: string, file: string, revs: readonly string[]): Promise<void> {
+  await git(cwd, ['bundle', 'create', '-q', file, ...revs]);
+}
+
+/** Fetches exactly the given refspecs, no tags, no FETCH_HEAD. */
+export async function fetchRefs(cwd: string, source: string, refspecs: readonly string[]): Promise<void> {
+  await git(cwd, ['fetch', '-q', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', source, ...refspecs]);
+}
+
+export async function updateRef(cwd: string, ref: string, newOid: string, oldOid: string, reason: string): Promise<void> {
+  await git(cwd, ['update-ref', '-m', reason, ref, newOid, oldOid]);
+}
+
+export async function deleteRef(cwd: string, ref: string): Promise<void> {
+  await git(cwd, ['update-ref', '-d', ref]);
+}
+
+export interface MergeTreeResult {
+  clean: boolean;
+  tree: string;
+  conflicts: string[];
+  messages: string[];
+}
+
+/** `merge-tree --write-tree` of two commit ids (resolve them first: it exits 1 for unknown refs too). */
+export async function mergeTree(cwd: string, ours: string, theirs: string): Promise<MergeTreeResult> {
+  const r = await git(cwd, ['merge-tree', '--write-tree', '-z', '--name-only', ours, theirs], { okExitCodes: [1] });
+  return parseMergeTree(r.stdout, r.exitCode === 0);
+}
+
+export function parseMergeTree(stdout: string, clean: boolean): MergeTreeResult {
+  const fields = stdout.split('\0');
+  const tree = fields.shift() ?? '';
+  const conflicts: string[] = [];
+  const messages: string[] = [];
+  if (!clean) {
+    while (fields.length > 0 && fields[0] !== '') conflicts.push(fields.shift()!);
+    fields.shift();
+    // Each message: <count>\0<path>...\0<type>\0<text>\0
+    while (fields.length > 0 && /^\d+$/.test(fields[0] ?? '')) {
+      const count = Number(fields.shift());
+      fields.splice(0, count);
+      fields.shift();
+      const text = fields.shift();
+      if (text !== undefined) messages.push(text.trim());
+    }
+  }
+  return { clean, tree, conflicts: [...new Set(conflicts)], messages };
+}
+
+export async function commitTree(
+  cwd: string,
+  tree: string,
+  parents: readonly string[],
+  message: string,
+  env?: Record<string, string>,
+): Promise<string> {
+  const args = ['commit-tree', tree, ...parents.flatMap((p) => ['-p', p])];
+  return (await git(cwd, args, { input: message, env })).stdout.trim();
+}
+
+export interface Worktree {
+  path: string;
+  head: string | undefined;
+  branch: string | undefined;
+  bare: boolean;
+}
+
+export async function listWorktrees(cwd: string): Promise<Worktree[]> {
+  const out = (await git(cwd, ['worktree', 'list', '--porcelain', '-z'])).stdout;
+  const result: Worktree[] = [];
+  let current: Worktree | undefined;
+  for (const field of out.split('\0')) {
+    if (field === '') {
+      if (current) result.push(current);
+      current = undefined;
+      continue;
+    }
+    const [key, ...rest] = field.split(' ');
+    const value = rest.join(' ');
+    if (key === 'worktree') current = { path: value, head: undefined, branch: undefined, bare: false };
+    else if (current && key === 'HEAD') current.head = value;
+    else if (current && key === 'branch') current.branch = value;
+    else if (current && key === 'bare') current.bare = true;
+  }
+  if (current) result.push(current);
+  return result;
+}
+
+/** Moves the checked-out branch of `worktree` forward; git refuses if that would touch uncommitted work. */
+export async function mergeFastForward(worktree: string, commitId: string): Promise<GitResult> {
+  return git(worktree, ['merge', '--ff-only', '--no-edit', '-q', commitId], { okExitCodes: [1, 128] });
+}
+
+export async function gitDir(cwd: string): Promise<string> {
+  return (await git(cwd, ['rev-parse', '--absolute-git-dir'])).stdout.trim();
+}
+
+export async function hasIdentity(cwd: string): Promise<boolean> {
+  return (await git(cwd, ['var', 'GIT_COMMITTER_IDENT'], { okExitCodes: [128] })).exitCode === 0;
+}
+
+export { lines as splitLines };

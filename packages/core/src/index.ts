@@ -1,0 +1,10 @@
+export * from './errors.js';
+export * from './names.js';
+export * from './protocol.js';
+export * from './agent-argv.js';
+export * from './shell-quote.js';
+export * from './hash.js';
+export * from './fs-atomic.js';
+export * from './bundle-header.js';
+export * as gitOps from './git.js';
+export { git, ZERO_OID, type GitOptions, type GitResult } from './git.js';

@@ -1,0 +1,109 @@
+import { z } from 'zod';
+import { isValidName } from './names.js';
+
+/**
+ * The task-directory protocol shared by gsync-ctl and gsync-node (v1).
+ * `<work_root>/<project>/tasks/<task_id>/` holds these files; each is written
+ * under a temp name and renamed into place.
+ */
+export const PROTOCOL_VERSION = 1;
+
+export const FILES = {
+  manifest: 'task.json',
+  spec: 'spec.md',
+  baseBundle: 'base.bundle',
+  repo: 'repo',
+  status: 'status.json',
+  agentLog: 'agent.log',
+  nodeLog: 'node.log',
+  resultBundle: 'result.bundle',
+  result: 'result.json',
+} as const;
+
+const name = z.string().refine(isValidName, 'is not a valid name');
+const sha1 = z.string().regex(/^[0-9a-f]{40}$/, 'is not a commit id');
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'is not a sha256');
+const fullRef = z.string().regex(/^refs\/heads\/[A-Za-z0-9._/-]+$/, 'is not a full branch ref');
+
+export const FileRef = z.object({
+  name: z.string(),
+  size: z.number().int().nonnegative(),
+  sha256,
+});
+export type FileRef = z.infer<typeof FileRef>;
+
+export const TaskManifest = z.object({
+  protocol: z.literal(PROTOCOL_VERSION),
+  project: name,
+  task_id: name,
+  node: name,
+  branch: z.string().min(1),
+  base: z.object({ ref: fullRef, commit: sha1 }),
+  bundle: FileRef,
+  spec: z.object({ name: z.literal(FILES.spec), sha256, title: z.string() }),
+  agent: z.object({
+    argv: z.array(z.string()).min(1),
+    timeout_seconds: z.number().positive(),
+    kill_grace_seconds: z.number().nonnegative().default(5),
+  }),
+  created_at: z.string(),
+});
+export type TaskManifest = z.infer<typeof TaskManifest>;
+
+export const RUNNING_STATES = ['received', 'preparing', 'running', 'committing', 'bundling'] as const;
+export const FINAL_STATES = ['done', 'empty', 'failed', 'timeout'] as const;
+export const NodeState = z.enum([...RUNNING_STATES, ...FINAL_STATES]);
+export type NodeState = z.infer<typeof NodeState>;
+
+export const TaskStatus = z.object({
+  protocol: z.literal(PROTOCOL_VERSION),
+  state: NodeState,
+  updated_at: z.string(),
+  started_at: z.string().optional(),
+  finished_at: z.string().optional(),
+  pid: z.number().int().optional(),
+  agent_pid: z.number().int().optional(),
+  agent_exit_code: z.number().int().nullable().optional(),
+  error: z.string().optional(),
+  history: z.array(z.object({ state: NodeState, at: z.string() })),
+});
+export type TaskStatus = z.infer<typeof TaskStatus>;
+
+export const TaskResult = z.object({
+  protocol: z.literal(PROTOCOL_VERSION),
+  project: name,
+  task_id: name,
+  node: name,
+  branch: z.string(),
+  base: sha1,
+  head: sha1,
+  commits: z.number().int().nonnegative(),
+  changed_paths: z.array(z.string()),
+  bundle: FileRef,
+  /** Work in progress of an agent that failed or timed out: reported, never merged. */
+  wip: z.boolean(),
+  agent_exit_code: z.number().int().nullable(),
+  finished_at: z.string(),
+});
+export type TaskResult = z.infer<typeof TaskResult>;
+
+/** What `gsync-node report` prints for each task dir asked about. */
+export const TaskReport = z.object({
+  task_id: z.string(),
+  exists: z.boolean(),
+  status: TaskStatus.nullable(),
+  result: TaskResult.nullable(),
+  error: z.string().optional(),
+});
+export type TaskReport = z.infer<typeof TaskReport>;
+
+export function isFinal(state: NodeState): boolean {
+  return (FINAL_STATES as readonly string[]).includes(state);
+}
+
+/** One line from a zod failure: the first issue, with its path. */
+export function describeZodError(error: z.ZodError): { path: string; message: string } {
+  const issue = error.issues[0];
+  if (!issue) return { path: '', message: 'is invalid' };
+  return { path: issue.path.map(String).join('.'), message: issue.message };
+}

@@ -1,0 +1,110 @@
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { extract } from 'tar-stream';
+import { FILES, ProtocolError, TaskManifest, sha256, sha256File } from '@gsync/core';
+import { taskDir, taskPaths, tasksRoot } from './paths.js';
+import { setState } from './status.js';
+
+const ACCEPTED = new Set<string>([FILES.manifest, FILES.spec, FILES.baseBundle]);
+
+export interface AcceptOptions {
+  workRoot: string;
+  project: string;
+  taskId: string;
+  input: Readable;
+  maxBytes: number;
+}
+
+export interface AcceptResult {
+  taskDir: string;
+  /** False when the same task had already been accepted (a re-run after a lost answer). */
+  created: boolean;
+}
+
+/** Writes the three files of the tar stream into `dir`, refusing anything else. */
+async function unpack(input: Readable, dir: string, maxBytes: number): Promise<void> {
+  const tar = extract();
+  let total = 0;
+  const seen = new Set<string>();
+  const done = new Promise<void>((resolve, reject) => {
+    tar.on('entry', (header, stream, next) => {
+      const name = header.name;
+      if (header.type !== 'file' || !ACCEPTED.has(name) || seen.has(name)) {
+        stream.resume();
+        reject(new ProtocolError(`unexpected entry in the task stream: ${JSON.stringify(name)}`));
+        return;
+      }
+      seen.add(name);
+      total += header.size ?? 0;
+      if (total > maxBytes) {
+        stream.resume();
+        reject(new ProtocolError(`the task is larger than the ${maxBytes}-byte limit`));
+        return;
+      }
+      pipeline(stream, createWriteStream(join(dir, name), { flags: 'wx' })).then(() => next(), reject);
+    });
+    tar.on('finish', resolve);
+    tar.on('error', reject);
+  });
+  await Promise.all([pipeline(input, tar), done]);
+  for (const name of ACCEPTED) if (!seen.has(name)) throw new ProtocolError(`the task stream has no ${name}`);
+}
+
+async function verify(dir: string, project: string, taskId: string): Promise<TaskManifest> {
+  const paths = taskPaths(dir);
+  const raw = await readFile(paths.manifest, 'utf8');
+  const parsed = TaskManifest.safeParse(JSON.parse(raw));
+  if (!parsed.success) throw new ProtocolError(`${FILES.manifest} is not a valid manifest`);
+  const manifest = parsed.data;
+  if (manifest.project !== project || manifest.task_id !== taskId) {
+    throw new ProtocolError(`${FILES.manifest} is for ${manifest.project}/${manifest.task_id}, not ${project}/${taskId}`);
+  }
+  const size = (await stat(paths.baseBundle)).size;
+  if (size !== manifest.bundle.size || (await sha256File(paths.baseBundle)) !== manifest.bundle.sha256) {
+    throw new ProtocolError(`${FILES.baseBundle} does not match its manifest (size or sha256): the transfer was damaged`);
+  }
+  if (sha256(await readFile(paths.spec)) !== manifest.spec.sha256) {
+    throw new ProtocolError(`${FILES.spec} does not match its manifest: the transfer was damaged`);
+  }
+  return manifest;
+}
+
+async function sameManifest(dir: string, incoming: string): Promise<boolean> {
+  try {
+    const [a, b] = await Promise.all([readFile(join(dir, FILES.manifest)), readFile(join(incoming, FILES.manifest))]);
+    return a.equals(b);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Receives a task as a tar stream of task.json, spec.md and base.bundle. It is
+ * unpacked and verified in a hidden temp dir and renamed into place only when
+ * whole, so the task dir either exists complete or not at all.
+ */
+export async function acceptTask(options: AcceptOptions): Promise<AcceptResult> {
+  const root = tasksRoot(options.workRoot, options.project);
+  const dir = taskDir(options.workRoot, options.project, options.taskId);
+  await mkdir(root, { recursive: true });
+  const incoming = join(root, `.incoming-${options.taskId}-${randomBytes(6).toString('hex')}`);
+  await mkdir(incoming);
+  try {
+    await unpack(options.input, incoming, options.maxBytes);
+    await verify(incoming, options.project, options.taskId);
+    const exists = await stat(dir).then(() => true, () => false);
+    if (exists) {
+      if (await sameManifest(dir, incoming)) return { taskDir: dir, created: false };
+      throw new ProtocolError(`task ${options.taskId} of ${options.project} already exists on this node with another manifest`);
+    }
+    await setState(join(incoming, FILES.status), 'received');
+    await rename(incoming, dir);
+    return { taskDir: dir, created: true };
+  } finally {
+    await rm(incoming, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,69 @@
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+
+export interface AgentRun {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  error?: string;
+}
+
+export interface AgentOptions {
+  argv: readonly string[];
+  cwd: string;
+  logFile: string;
+  env: NodeJS.ProcessEnv;
+  timeoutMs: number;
+  killGraceMs: number;
+  onStart?: (pid: number) => void | Promise<void>;
+}
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // The group is already gone.
+  }
+}
+
+/**
+ * Runs the agent without a shell, in its own process group, output to the log.
+ * On timeout the whole group gets SIGTERM, then SIGKILL after the grace period;
+ * whatever the agent left running in its group is killed when it exits.
+ */
+export function runAgent(options: AgentOptions): Promise<AgentRun> {
+  const [command, ...args] = options.argv;
+  if (!command) return Promise.resolve({ exitCode: null, signal: null, timedOut: false, error: 'empty agent command' });
+  const log = openSync(options.logFile, 'a');
+  return new Promise((resolve) => {
+    let timedOut = false;
+    let settled = false;
+    const child = spawn(command, args, {
+      cwd: options.cwd,
+      env: options.env,
+      stdio: ['ignore', log, log],
+      detached: true,
+    });
+    const finish = (run: AgentRun): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      clearTimeout(killer);
+      if (child.pid) killGroup(child.pid, 'SIGKILL');
+      closeSync(log);
+      resolve(run);
+    };
+    let killer: NodeJS.Timeout | undefined;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      if (!child.pid) return;
+      killGroup(child.pid, 'SIGTERM');
+      killer = setTimeout(() => child.pid && killGroup(child.pid, 'SIGKILL'), options.killGraceMs);
+    }, options.timeoutMs);
+    child.on('spawn', () => {
+      if (child.pid) void options.onStart?.(child.pid);
+    });
+    child.on('error', (error) => finish({ exitCode: null, signal: null, timedOut, error: error.message }));
+    child.on('exit', (exitCode, signal) => finish({ exitCode, signal, timedOut }));
+  });
+}

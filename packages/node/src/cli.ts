@@ -1,0 +1,130 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { once } from 'node:events';
+import { FILES, PROTOCOL_VERSION, errorMessage, gitOps } from '@gsync/core';
+import { acceptTask } from './accept.js';
+import { taskDir, taskPaths } from './paths.js';
+import { reportTasks } from './report.js';
+import { runTask } from './run.js';
+import { startTask } from './start.js';
+
+declare const GSYNC_VERSION: string;
+export const VERSION = typeof GSYNC_VERSION === 'string' ? GSYNC_VERSION : '0.0.0-dev';
+
+/** Files a controller may read back from a task dir. */
+const SENDABLE = new Set<string>([FILES.resultBundle, FILES.result, FILES.status, FILES.agentLog, FILES.nodeLog]);
+
+const USAGE = `gsync-node ${VERSION} (protocol ${PROTOCOL_VERSION})
+usage:
+  gsync-node hello
+  gsync-node accept --work-root DIR --project P --task ID [--start] [--max-bytes N]   (task tar on stdin)
+  gsync-node run --task-dir DIR
+  gsync-node start --task-dir DIR
+  gsync-node report --work-root DIR --project P --task ID [--task ID ...]
+  gsync-node send --work-root DIR --project P --task ID --file NAME`;
+
+class Usage extends Error {}
+
+export interface NodeIo {
+  argv: string[];
+  env: NodeJS.ProcessEnv;
+  stdin: NodeJS.ReadableStream;
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  /** The path of this very file, to start `run` from. */
+  self: string;
+}
+
+function need(values: Record<string, unknown>, key: string): string {
+  const v = values[key];
+  if (typeof v !== 'string' || v === '') throw new Usage(`--${key} is required`);
+  return v;
+}
+
+async function dispatchCommand(io: NodeIo): Promise<number> {
+  const [command, ...rest] = io.argv;
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      'work-root': { type: 'string' },
+      project: { type: 'string' },
+      task: { type: 'string', multiple: true },
+      'task-dir': { type: 'string' },
+      file: { type: 'string' },
+      start: { type: 'boolean' },
+      'max-bytes': { type: 'string' },
+    },
+    strict: true,
+  });
+  const out = (value: unknown) => io.stdout.write(`${JSON.stringify(value)}\n`);
+  const task = () => {
+    const ids = values.task ?? [];
+    if (ids.length !== 1) throw new Usage('exactly one --task is required');
+    return ids[0]!;
+  };
+  switch (command) {
+    case 'hello':
+    case '--version': {
+      let gitVersion: string | null = null;
+      try {
+        gitVersion = await gitOps.gitVersion(process.cwd());
+      } catch {
+        gitVersion = null;
+      }
+      const self = createHash('sha256').update(await readFile(io.self)).digest('hex');
+      out({ version: VERSION, protocol: PROTOCOL_VERSION, sha256: self, node: process.version, git: gitVersion });
+      return 0;
+    }
+    case 'accept': {
+      const workRoot = need(values, 'work-root');
+      const project = need(values, 'project');
+      const result = await acceptTask({
+        workRoot,
+        project,
+        taskId: task(),
+        input: io.stdin as unknown as import('node:stream').Readable,
+        maxBytes: values['max-bytes'] ? Number(values['max-bytes']) : 8 * 1024 ** 3,
+      });
+      const start = values.start ? await startTask(result.taskDir, io.self, io.env) : undefined;
+      out({ ...result, start });
+      return 0;
+    }
+    case 'start':
+      out(await startTask(need(values, 'task-dir'), io.self, io.env));
+      return 0;
+    case 'run': {
+      const status = await runTask({ taskDir: need(values, 'task-dir'), env: io.env });
+      out(status);
+      return status.state === 'failed' ? 1 : 0;
+    }
+    case 'report':
+      out(await reportTasks(need(values, 'work-root'), need(values, 'project'), values.task ?? []));
+      return 0;
+    case 'send': {
+      const file = need(values, 'file');
+      if (!SENDABLE.has(file)) throw new Usage(`--file must be one of ${[...SENDABLE].join(', ')}`);
+      const dir = taskDir(need(values, 'work-root'), need(values, 'project'), task());
+      const paths = taskPaths(dir);
+      for await (const chunk of createReadStream(`${paths.dir}/${file}`)) {
+        if (!io.stdout.write(chunk as Buffer)) await once(io.stdout, 'drain');
+      }
+      return 0;
+    }
+    default:
+      throw new Usage(command ? `unknown command ${JSON.stringify(command)}` : 'no command given');
+  }
+}
+
+/** Entry point: every failure becomes one line on stderr and an exit code (2 usage, 1 anything else). */
+export async function main(io: NodeIo): Promise<number> {
+  try {
+    return await dispatchCommand(io);
+  } catch (error) {
+    const usage = error instanceof Usage || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    io.stderr.write(`gsync-node: ${errorMessage(error)}\n`);
+    if (usage) io.stderr.write(`${USAGE}\n`);
+    return usage ? 2 : 1;
+  }
+}

@@ -1,0 +1,5 @@
+export { main, VERSION, type NodeIo } from './cli.js';
+export { runTask } from './run.js';
+export { acceptTask } from './accept.js';
+export { reportTasks } from './report.js';
+export { taskPaths, taskDir, expandHome } from './paths.js';

@@ -1,0 +1,165 @@
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import {
+  FILES,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  TaskManifest,
+  commitSubject,
+  errorMessage,
+  expandAgentArgv,
+  gitOps,
+  sha256File,
+  writeJsonAtomic,
+  type TaskResult,
+  type TaskStatus,
+} from '@gsync/core';
+import { runAgent } from './agent.js';
+import { taskPaths, type TaskPaths } from './paths.js';
+import { readStatus, setState } from './status.js';
+
+export interface RunOptions {
+  taskDir: string;
+  env: NodeJS.ProcessEnv;
+  now?: () => Date;
+}
+
+export async function readManifest(paths: TaskPaths): Promise<TaskManifest> {
+  const parsed = TaskManifest.safeParse(JSON.parse(await readFile(paths.manifest, 'utf8')));
+  if (!parsed.success) throw new ProtocolError(`${FILES.manifest} is not a valid v${PROTOCOL_VERSION} manifest`);
+  return parsed.data;
+}
+
+/** Checks the base bundle against the manifest before git reads a byte of it. */
+async function verifyBaseBundle(paths: TaskPaths, manifest: TaskManifest): Promise<void> {
+  const size = (await stat(paths.baseBundle)).size;
+  if (size !== manifest.bundle.size) {
+    throw new ProtocolError(`${FILES.baseBundle} is ${size} bytes, the manifest says ${manifest.bundle.size}`);
+  }
+  if ((await sha256File(paths.baseBundle)) !== manifest.bundle.sha256) {
+    throw new ProtocolError(`${FILES.baseBundle} does not match the sha256 in the manifest`);
+  }
+}
+
+async function prepareRepo(paths: TaskPaths, manifest: TaskManifest): Promise<void> {
+  await rm(paths.repo, { recursive: true, force: true });
+  await mkdir(paths.repo);
+  await gitOps.initRepo(paths.repo, 'gsync-unborn');
+  await gitOps.fetchRefs(paths.repo, paths.baseBundle, [`${manifest.base.ref}:refs/gsync/base`]);
+  const base = await gitOps.resolveCommit(paths.repo, 'refs/gsync/base');
+  if (base !== manifest.base.commit) {
+    throw new ProtocolError(`the base bundle holds ${base ?? 'nothing'} for ${manifest.base.ref}, the manifest says ${manifest.base.commit}`);
+  }
+  await gitOps.checkoutNewBranch(paths.repo, manifest.branch, manifest.base.commit);
+}
+
+function identity(manifest: TaskManifest): Record<string, string> {
+  const name = `gsync agent on ${manifest.node}`;
+  const email = `gsync@${manifest.node}.invalid`;
+  return { GIT_AUTHOR_NAME: name, GIT_AUTHOR_EMAIL: email, GIT_COMMITTER_NAME: name, GIT_COMMITTER_EMAIL: email };
+}
+
+/** Commits what the agent left, then returns the head of the task branch. */
+async function commitWork(paths: TaskPaths, manifest: TaskManifest, wip: boolean, exitCode: number | null): Promise<string> {
+  await gitOps.addAll(paths.repo);
+  if (await gitOps.hasStagedChanges(paths.repo)) {
+    const subject = commitSubject(manifest.task_id, manifest.spec.title) + (wip ? ' (work in progress)' : '');
+    const body = [`Node: ${manifest.node}`, `Spec sha256: ${manifest.spec.sha256}`, `Agent exit code: ${exitCode ?? 'none'}`];
+    await gitOps.commit(paths.repo, `${subject}\n\n${body.join('\n')}\n`, identity(manifest));
+  }
+  const head = await gitOps.resolveCommit(paths.repo, 'HEAD');
+  if (!head) throw new ProtocolError('the task repository has no HEAD after the agent ran');
+  return head;
+}
+
+async function writeResult(paths: TaskPaths, manifest: TaskManifest, head: string, wip: boolean, exitCode: number | null, now: () => Date): Promise<TaskResult> {
+  const ref = `refs/heads/${manifest.branch}`;
+  const current = await gitOps.resolveCommit(paths.repo, ref);
+  await gitOps.updateRef(paths.repo, ref, head, current ?? gitOps.ZERO_OID, 'gsync: task result');
+  await rm(paths.resultBundle, { force: true });
+  await gitOps.createBundle(paths.repo, paths.resultBundle, [ref, `^${manifest.base.commit}`]);
+  const result: TaskResult = {
+    protocol: PROTOCOL_VERSION,
+    project: manifest.project,
+    task_id: manifest.task_id,
+    node: manifest.node,
+    branch: manifest.branch,
+    base: manifest.base.commit,
+    head,
+    commits: await gitOps.countCommits(paths.repo, [head, `^${manifest.base.commit}`]),
+    changed_paths: await gitOps.changedPaths(paths.repo, manifest.base.commit, head),
+    bundle: { name: FILES.resultBundle, size: (await stat(paths.resultBundle)).size, sha256: await sha256File(paths.resultBundle) },
+    wip,
+    agent_exit_code: exitCode,
+    finished_at: now().toISOString(),
+  };
+  await writeJsonAtomic(paths.result, result);
+  return result;
+}
+
+/**
+ * The whole life of a task on a node: verify, clone, run the agent, commit,
+ * bundle. status.json is updated at every step; the end state is one of
+ * done / empty / failed / timeout.
+ */
+export async function runTask(options: RunOptions): Promise<TaskStatus> {
+  const now = options.now ?? (() => new Date());
+  const paths = taskPaths(options.taskDir);
+  const step = (state: TaskStatus['state'], fields: Parameters<typeof setState>[2] = {}) => setState(paths.status, state, fields, now);
+  const started = now().toISOString();
+  try {
+    const manifest = await readManifest(paths);
+    await step('preparing', { pid: process.pid, started_at: started });
+    await verifyBaseBundle(paths, manifest);
+    await prepareRepo(paths, manifest);
+    await step('running');
+
+    const argv = expandAgentArgv(manifest.agent.argv, { spec: await readFile(paths.spec, 'utf8'), specFile: paths.spec });
+    const run = await runAgent({
+      argv,
+      cwd: paths.repo,
+      logFile: paths.agentLog,
+      env: { ...options.env, GSYNC_PROJECT: manifest.project, GSYNC_TASK_ID: manifest.task_id, GSYNC_NODE: manifest.node, GSYNC_SPEC_FILE: paths.spec },
+      timeoutMs: manifest.agent.timeout_seconds * 1000,
+      killGraceMs: manifest.agent.kill_grace_seconds * 1000,
+      onStart: async (pid) => {
+        await step('running', { agent_pid: pid });
+      },
+    });
+    const failed = run.timedOut || run.exitCode !== 0;
+    await step('committing', { agent_exit_code: run.exitCode });
+    const head = await commitWork(paths, manifest, failed, run.exitCode);
+    const changed = head !== manifest.base.commit;
+    if (changed && !(await gitOps.isAncestor(paths.repo, manifest.base.commit, head))) {
+      throw new ProtocolError('the agent left HEAD on a commit that does not descend from the base');
+    }
+    if (changed) {
+      await step('bundling');
+      await writeResult(paths, manifest, head, failed, run.exitCode, now);
+    }
+    const finished_at = now().toISOString();
+    if (run.timedOut) {
+      return await step('timeout', { finished_at, error: `the agent ran longer than ${manifest.agent.timeout_seconds}s and was killed` });
+    }
+    if (run.error) return await step('failed', { finished_at, error: `the agent could not start: ${run.error}` });
+    if (run.exitCode !== 0) {
+      const how = run.signal ? `was killed by ${run.signal}` : `exited with code ${run.exitCode}`;
+      return await step('failed', { finished_at, error: `the agent ${how}` });
+    }
+    return await step(changed ? 'done' : 'empty', { finished_at });
+  } catch (error) {
+    return await step('failed', { finished_at: now().toISOString(), error: errorMessage(error) });
+  }
+}
+
+/** True when a run is already under way for this task dir (a live pid in status.json). */
+export async function isRunning(paths: TaskPaths): Promise<boolean> {
+  const status = await readStatus(paths.status);
+  if (!status?.pid || status.state === 'received') return false;
+  if (['done', 'empty', 'failed', 'timeout'].includes(status.state)) return false;
+  try {
+    process.kill(status.pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
