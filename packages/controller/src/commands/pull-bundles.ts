@@ -207,8 +207,9 @@ export async function pullBundles(ctx: Context, options: PullOptions): Promise<R
         const waitingBefore = new Set(tasks.filter((t) => t.outcome === 'waiting').map((t) => t.task_id));
         for (let i = tasks.length - 1; i >= 0; i--) if (waitingBefore.has(tasks[i]!.task_id)) tasks.splice(i, 1);
         await pullOnce(session, project, mainRef, tasks, unreachable);
-        const open = store.listTasks(project.name, ['dispatched', 'collected']);
-        if (!options.wait || open.length === 0 || Date.now() >= deadline) break;
+        // Waiting is for tasks still running on nodes; a merge waiting for a clean checkout needs the user.
+        const running = store.listTasks(project.name, ['dispatched']);
+        if (!options.wait || running.length === 0 || Date.now() >= deadline) break;
         await sleep((options.interval ?? 5) * 1000);
       }
       const touched = new Set(tasks.map((t) => t.task_id));
