@@ -93,10 +93,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           .option('project', { type: 'string', demandOption: true })
           .option('wait', { type: 'boolean', default: false, describe: 'keep polling until no task is running' })
           .option('interval', { type: 'number', default: 5, describe: 'seconds between polls with --wait' })
-          .option('timeout', { type: 'number', describe: 'stop waiting after this many seconds' }),
+          .option('timeout', { type: 'number', describe: 'stop waiting after this many seconds' })
+          .option('any-order', { type: 'boolean', default: false, describe: 'merge each task once collected, not strictly in dispatch order' }),
       async (a) => {
         const { pullBundles } = await import('./commands/pull-bundles.js');
-        const r = await pullBundles(context(a as unknown as Global), { project: a.project, wait: a.wait, interval: a.interval, timeout: a.timeout });
+        const r = await pullBundles(context(a as unknown as Global), { project: a.project, wait: a.wait, interval: a.interval, timeout: a.timeout, anyOrder: a.anyOrder });
         print(a.json ? JSON.stringify(r, null, 2) : renderRunSummary(c, r));
         exitCode = r.exit_code;
       },

@@ -11,7 +11,7 @@ import { mergeIdentity, mergeIntoMain } from '../merge.js';
 import { reportTasks } from '../remote.js';
 import { renderReport, type ReportTask, type RunReport } from '../report.js';
 import { checkRepo } from '../repo.js';
-import { ATTENTION_STATES, type TaskRow } from '../store.js';
+import { ATTENTION_STATES, OPEN_STATES, type TaskRow } from '../store.js';
 import { EXIT } from '../exit-codes.js';
 
 export interface PullOptions {
@@ -21,6 +21,8 @@ export interface PullOptions {
   interval?: number;
   /** Give up waiting after this many seconds. */
   timeout?: number;
+  /** Merge each task as soon as it is collected, instead of strictly in dispatch order. */
+  anyOrder?: boolean;
   sleep?: (ms: number) => Promise<void>;
 }
 
@@ -147,12 +149,19 @@ async function settle(
 }
 
 /** Merges collected tasks into main in dispatch order; conflicts and refusals leave main as it was. */
-async function mergeAll(session: Session, project: ProjectConfig, mainRef: string, tasks: ReportTask[]): Promise<void> {
+async function mergeAll(session: Session, project: ProjectConfig, mainRef: string, tasks: ReportTask[], anyOrder: boolean): Promise<void> {
   const { store } = session;
   const env = await mergeIdentity(project.repo_local);
+  // In dispatch order: a task waits while one dispatched before it is still running.
+  const firstRunning = anyOrder ? undefined : store.listTasks(project.name, OPEN_STATES)[0];
   for (const task of store.listTasks(project.name, ['collected'])) {
     const at = { project: project.name, task_id: task.task_id, node: task.node };
     const paths = task.changed_paths ? (JSON.parse(task.changed_paths) as string[]) : [];
+    if (firstRunning && firstRunning.seq < task.seq) {
+      const reason = `waiting for ${firstRunning.task_id} (dispatched earlier, on ${firstRunning.node}) to finish: tasks merge in dispatch order`;
+      tasks.push(describe(task, 'waiting', { reason, commits: task.result_commits ?? undefined, changed_paths: paths, next_step: 'run pull-bundles again later, or with --any-order' }));
+      continue;
+    }
     const outcome = await mergeIntoMain({
       repo: project.repo_local,
       mainRef,
@@ -183,9 +192,9 @@ export function exitCodeFor(report: Pick<RunReport, 'tasks' | 'pending' | 'outst
   return EXIT.ok;
 }
 
-async function pullOnce(session: Session, project: ProjectConfig, mainRef: string, tasks: ReportTask[], unreachable: RunReport['unreachable']): Promise<void> {
+async function pullOnce(session: Session, project: ProjectConfig, mainRef: string, tasks: ReportTask[], unreachable: RunReport['unreachable'], anyOrder: boolean): Promise<void> {
   await collectAll(session, project, tasks, unreachable);
-  await mergeAll(session, project, mainRef, tasks);
+  await mergeAll(session, project, mainRef, tasks, anyOrder);
 }
 
 export async function pullBundles(ctx: Context, options: PullOptions): Promise<RunReport> {
@@ -206,7 +215,7 @@ export async function pullBundles(ctx: Context, options: PullOptions): Promise<R
         unreachable = [];
         const waitingBefore = new Set(tasks.filter((t) => t.outcome === 'waiting').map((t) => t.task_id));
         for (let i = tasks.length - 1; i >= 0; i--) if (waitingBefore.has(tasks[i]!.task_id)) tasks.splice(i, 1);
-        await pullOnce(session, project, mainRef, tasks, unreachable);
+        await pullOnce(session, project, mainRef, tasks, unreachable, options.anyOrder ?? false);
         // Waiting is for tasks still running on nodes; a merge waiting for a clean checkout needs the user.
         const running = store.listTasks(project.name, ['dispatched']);
         if (!options.wait || running.length === 0 || Date.now() >= deadline) break;

@@ -1,0 +1,116 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { AGENTS, ROOT, cleanupTempDirs, gitRepo, tempDir } from './helpers/git-repo.js';
+import { specFile, writeConfig } from './helpers/world.js';
+
+/** The built gsync-ctl as a user runs it: one clear line and a documented exit code for bad input. */
+afterAll(cleanupTempDirs);
+
+const CTL = join(ROOT, 'packages/controller/bin/gsync-ctl.js');
+
+function world() {
+  const repo = gitRepo();
+  const configDir = tempDir('gsync-config-');
+  writeConfig(
+    configDir,
+    { nodes: [{ name: 'l1', transport: 'local', agent: ['node', join(AGENTS, 'echo-argv.mjs'), '{spec}'] }] },
+    { proj: { repo_local: repo.dir } },
+  );
+  return { repo, configDir, specs: tempDir('gsync-specs-') };
+}
+
+function ctl(configDir: string, ...args: string[]) {
+  const r = spawnSync(process.execPath, [CTL, '--config-dir', configDir, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, firstLine: r.stderr.split('\n')[0] ?? '' };
+}
+
+describe('gsync-ctl on bad input', () => {
+  const w = world();
+  const good = specFile(w.specs, 'good.md', '# fine\n');
+  const nodeHome = join(w.configDir, 'nodes/l1');
+  const cases: [string, string[], RegExp][] = [
+    ['unknown project', ['dispatch', '--project', 'nope', '--spec', good], /unknown project "nope" \(projects in .*projects\.json: proj\)/],
+    ['unknown node', ['dispatch', '--project', 'proj', '--spec', good, '--node', 'ghost'], /unknown node "ghost" \(nodes in .*nodes\.json: l1\)/],
+    ['missing spec', ['dispatch', '--project', 'proj', '--spec', join(w.specs, 'missing.md')], /spec .*missing\.md: file not found/],
+    ['path-like task id', ['dispatch', '--project', 'proj', '--spec', good, '--task', '../../x'], /task id "\.\.\/\.\.\/x" may hold only letters/],
+    ['task id with a shell substitution', ['dispatch', '--project', 'proj', '--spec', good, '--task', '$(id)'], /task id "\$\(id\)" may hold only/],
+    ['missing flag', ['dispatch', '--project', 'proj'], /Missing required argument: spec/],
+    ['unknown command', ['frobnicate'], /Unknown argument: frobnicate/],
+  ];
+  for (const [what, args, message] of cases) {
+    it(`${what}: exit 2, one clear line, nothing written`, () => {
+      const r = ctl(w.configDir, ...args);
+      expect(r.code).toBe(2);
+      expect(r.firstLine).toMatch(/^gsync-ctl: /);
+      expect(r.firstLine).toMatch(message);
+      expect(existsSync(nodeHome)).toBe(false);
+    });
+  }
+
+  it('an empty spec is refused', () => {
+    const r = ctl(w.configDir, 'dispatch', '--project', 'proj', '--spec', specFile(w.specs, 'empty.md', '\n  \n'));
+    expect([r.code, r.firstLine]).toEqual([2, expect.stringMatching(/spec .*empty\.md: is empty/)]);
+  });
+
+  it('a bad config names the file and the field', () => {
+    const configDir = tempDir('gsync-config-');
+    writeConfig(configDir, { nodes: [{ name: 'a', host: 'h', port: '22' }] }, {});
+    const r = ctl(configDir, 'status', '--project', 'proj');
+    expect(r.code).toBe(2);
+    expect(r.firstLine).toMatch(/nodes\.json: nodes\[0\]\.port: .*number/);
+  });
+
+  it('a duplicate task id is refused', () => {
+    const { configDir, specs } = world();
+    const spec = specFile(specs, 's.md', '# one\n');
+    expect(ctl(configDir, 'dispatch', '--project', 'proj', '--spec', spec, '--task', 'T1').code).toBe(0);
+    const r = ctl(configDir, 'dispatch', '--project', 'proj', '--spec', spec, '--task', 'T1');
+    expect([r.code, r.firstLine]).toEqual([2, expect.stringMatching(/task T1 of proj already exists \(on l1, dispatched\)/)]);
+  });
+});
+
+describe('gsync-ctl end to end', () => {
+  it('a 10,000-character first line becomes a 72-character commit title; the agent still gets the whole spec', () => {
+    const { repo, configDir, specs } = world();
+    const long = `${'x'.repeat(10_000)}\nsecond line\n`;
+    const d = ctl(configDir, 'dispatch', '--project', 'proj', '--spec', specFile(specs, 'long.md', long), '--json');
+    expect(d.code).toBe(0);
+    expect(JSON.parse(d.stdout)).toMatchObject({ task_id: 'S01', node: 'l1', branch: 'task/proj-S01-l1' });
+    const p = ctl(configDir, 'pull-bundles', '--project', 'proj', '--wait', '--interval', '0.1', '--json');
+    expect(p.code).toBe(0);
+    const report = JSON.parse(p.stdout);
+    expect(report.tasks[0].outcome).toBe('merged');
+    const subject = repo.git('log', '-1', '--format=%s', 'task/proj-S01-l1').trim();
+    expect(subject).toBe(`task/S01: ${'x'.repeat(71)}…`);
+    expect(JSON.parse(repo.git('show', 'main:argv.json'))).toEqual([long]);
+    const s = ctl(configDir, 'status', '--project', 'proj');
+    expect(s.stdout).toMatch(/S01\s+l1\s+merged\s+task\/proj-S01-l1/);
+    // A second pull does nothing new and says so.
+    const again = ctl(configDir, 'pull-bundles', '--project', 'proj');
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/nothing new to collect or merge/);
+    expect(readdirSync(join(configDir, 'reports/proj')).filter((f) => f.endsWith('-merge_report.md'))).toHaveLength(2);
+  });
+
+  it('pull-bundles exits 4 while a task is still running, and 3 on a conflict', () => {
+    const repo = gitRepo({ 'f.txt': 'a\n' });
+    const configDir = tempDir('gsync-config-');
+    writeConfig(
+      configDir,
+      { nodes: [{ name: 'l1', transport: 'local', agent: ['node', join(AGENTS, 'edit.mjs'), '{spec_file}'] }] },
+      { proj: { repo_local: repo.dir } },
+    );
+    const specs = tempDir('gsync-specs-');
+    const slow = specFile(specs, 'slow.md', '# slow\nsleep 3\nwrite f.txt slow\n');
+    const fast = specFile(specs, 'fast.md', '# fast\nwrite f.txt fast\n');
+    expect(ctl(configDir, 'dispatch', '--project', 'proj', '--spec', slow).code).toBe(0);
+    expect(ctl(configDir, 'pull-bundles', '--project', 'proj').code).toBe(4);
+    expect(ctl(configDir, 'dispatch', '--project', 'proj', '--spec', fast).code).toBe(0);
+    const r = ctl(configDir, 'pull-bundles', '--project', 'proj', '--wait', '--interval', '0.2');
+    expect(r.code).toBe(3);
+    expect(r.stdout).toMatch(/CONFLICT\s+S02 \(l1\) task\/proj-S02-l1: f\.txt/);
+    writeFileSync(join(configDir, 'unused'), '');
+  });
+});
