@@ -149,6 +149,7 @@ export async function startSshNodes(specs: readonly NodeSpec[], userPrefix: stri
         'StrictModes no',
         'MaxStartups 100',
         'MaxSessions 50',
+        'Subsystem sftp internal-sftp',
         'LogLevel ERROR',
         '',
       ].join('\n'),
