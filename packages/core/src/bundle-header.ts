@@ -27,9 +27,9 @@ export function parseBundleHeader(data: Buffer): BundleHeader {
       if (version !== 3) throw new Error('capability line in a v2 bundle');
       header.capabilities.push(line.slice(1));
     } else if (line.startsWith('-')) {
-      const oid = line.slice(1, 41);
-      if (!/^[0-9a-f]{40}$/.test(oid)) throw new Error('bad prerequisite line in bundle header');
-      header.prerequisites.push(oid);
+      const m = /^-([0-9a-f]{40})(?: .*)?$/.exec(line);
+      if (!m) throw new Error('bad prerequisite line in bundle header');
+      header.prerequisites.push(m[1]!);
     } else {
       const m = /^([0-9a-f]{40}) (\S+)$/.exec(line);
       if (!m) throw new Error('bad ref line in bundle header');

@@ -31,9 +31,10 @@ export function parseKnownHosts(text: string): KnownHostEntry[] {
   return entries;
 }
 
-/** The name OpenSSH looks up: `host` on port 22, `[host]:port` otherwise. */
+/** The name OpenSSH looks up: `host` on port 22, `[host]:port` otherwise, lowercased as ssh does before hashing. */
 export function hostLookupName(host: string, port: number): string {
-  return port === 22 ? host : `[${host}]:${port}`;
+  const name = host.toLowerCase();
+  return port === 22 ? name : `[${name}]:${port}`;
 }
 
 function globToRegExp(pattern: string): RegExp {
