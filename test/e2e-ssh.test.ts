@@ -7,7 +7,7 @@ import { dispatch } from '../packages/controller/src/commands/dispatch.js';
 import { pullBundles } from '../packages/controller/src/commands/pull-bundles.js';
 import { status } from '../packages/controller/src/commands/status.js';
 import { Store } from '../packages/controller/src/store.js';
-import { cleanupTempDirs, gitRepo, tempDir, type GitRepo } from './helpers/git-repo.js';
+import { ROOT, cleanupTempDirs, gitRepo, tempDir, type GitRepo } from './helpers/git-repo.js';
 import { startSshNodes, type SshWorld } from './helpers/sshd.js';
 import { specFile, testContext, writeConfig } from './helpers/world.js';
 
@@ -177,3 +177,39 @@ describe('Plan B over real SSH', () => {
     expect(execFileSync('ls', ['-a', n1.home], { encoding: 'utf8' })).not.toMatch(/pwned/);
   });
 });
+
+describe('the merge queue over real SSH', () => {
+  it('gates on the tests, resolves a conflict with an agent on another node, and keeps the dirty checkout byte for byte', async () => {
+    const repo = gitRepo({ 'app/config.py': 'TIMEOUT = 30\nRETRIES = 1\n', 'notes.md': 'notes\n' });
+    repo.write('notes.md', 'notes\nmy uncommitted line\n');
+    const { configDir, specs } = setup(repo, [], 'queue');
+    const nodes = JSON.parse(readFileSync(join(configDir, 'nodes.json'), 'utf8')) as { agents?: object };
+    nodes.agents = { fixer: ['node', join(world.agents, 'resolve.mjs'), '{spec_file}'] };
+    writeFileSync(join(configDir, 'nodes.json'), JSON.stringify(nodes));
+    writeConfig(configDir, nodes, {
+      queue: { repo_local: repo.dir, verify_command: ['node', join(ROOT, 'fixtures/verify/no-broken.mjs')], conflict_handler: 'fixer' },
+    });
+    const ctx = testContext(configDir);
+    await dispatch(ctx, { project: 'queue', spec: specFile(specs, '1.md', '# longer timeout\nset app/config.py 1 TIMEOUT = 60\n'), node: 'n1' });
+    await dispatch(ctx, { project: 'queue', spec: specFile(specs, '2.md', '# break it\nwrite app/broken.py BROKEN\n'), node: 'n2' });
+    await dispatch(ctx, { project: 'queue', spec: specFile(specs, '3.md', '# shorter timeout\nset app/config.py 1 TIMEOUT = 5\n'), node: 'n2' });
+    const report = await pullBundles(ctx, { project: 'queue', wait: true, interval: 0.2, timeout: 90 });
+
+    expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([
+      ['S01', 'merged'],
+      ['S02', 'rejected'],
+      ['S03', 'resolved'],
+      ['S04', 'merged'],
+    ]);
+    expect(report.tasks[3]).toMatchObject({ resolves: 'S03' });
+    // Foreseen before it merged: against S01 if both were collected in one round, else against main.
+    const foreseen = [...report.forecast!.pairs.map((p) => `${p.a}x${p.b}:${p.paths}`), ...report.forecast!.with_main.map((m) => `${m.task_id}:${m.paths}`)];
+    expect(foreseen.filter((f) => f.includes('S03'))).toEqual([expect.stringMatching(/^(S01xS03|S03):app\/config\.py$/)]);
+    expect(repo.git('show', 'main:app/config.py')).toBe('TIMEOUT = 60\nTIMEOUT = 5\nRETRIES = 1\n');
+    expect(repo.git('ls-tree', '-r', '--name-only', 'main')).not.toContain('app/broken.py');
+    expect(readFileSync(join(repo.dir, 'notes.md'), 'utf8')).toBe('notes\nmy uncommitted line\n');
+    expect(report.exit_code).toBe(3);
+    expect(report.tasks.filter((t) => t.outcome === 'rejected').map((t) => t.task_id)).toEqual(['S02']);
+  });
+});
+

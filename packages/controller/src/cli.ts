@@ -4,7 +4,7 @@ import yargs from 'yargs';
 import { BusyError, ConfigError, GsyncError, SshError, UsageError, errorMessage } from '@gsync/core';
 import type { Context } from './context.js';
 import { EXIT } from './exit-codes.js';
-import { renderEvent, renderRunSummary, renderStatus } from './render.js';
+import { renderEvent, renderForecast, renderRunSummary, renderStatus } from './render.js';
 
 export interface CliIo {
   env: NodeJS.ProcessEnv;
@@ -82,6 +82,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       async (a) => {
         const { dispatch } = await import('./commands/dispatch.js');
         const r = await dispatch(context(a as unknown as Global), { project: a.project, spec: a.spec, task: a.task, node: a.node });
+        if (!a.json) for (const w of r.warnings) say(`${c.yellow('warning:')} ${w}`);
         print(a.json ? JSON.stringify(r, null, 2) : `dispatched ${c.bold(r.task_id)} to ${c.bold(r.node)} on branch ${c.cyan(r.branch)}`);
       },
     )
@@ -103,6 +104,32 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       },
     )
     .command(
+      'conflicts',
+      'foresee conflicts among finished tasks, with main and with each other, before merging',
+      (y) => y.option('project', { type: 'string', demandOption: true }),
+      async (a) => {
+        const { conflicts } = await import('./commands/conflicts.js');
+        const r = await conflicts(context(a as unknown as Global), { project: a.project });
+        print(a.json ? JSON.stringify(r, null, 2) : renderForecast(c, r));
+        if (r.with_main.length + r.pairs.length > 0) exitCode = EXIT.attention;
+      },
+    )
+    .command(
+      'resolve',
+      'dispatch an agent to resolve a conflicted task on top of the current main branch',
+      (y) =>
+        y
+          .option('project', { type: 'string', demandOption: true })
+          .option('task', { type: 'string', demandOption: true, describe: 'the conflicted task' })
+          .option('node', { type: 'string', describe: 'node name (default: the least busy node)' })
+          .option('agent', { type: 'string', describe: 'agent profile (default: the conflict_handler, else the project agent)' }),
+      async (a) => {
+        const { resolve } = await import('./commands/resolve.js');
+        const r = await resolve(context(a as unknown as Global), { project: a.project, task: a.task, node: a.node, agent: a.agent });
+        print(a.json ? JSON.stringify(r, null, 2) : `dispatched ${c.bold(r.task_id)} to ${c.bold(r.node)} to resolve ${r.resolves} (spec: ${r.spec_path})`);
+      },
+    )
+    .command(
       'status',
       "show each task's node, state, branch and times",
       (y) => y.option('project', { type: 'string', demandOption: true }),
@@ -112,7 +139,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         print(a.json ? JSON.stringify(rows, null, 2) : renderStatus(c, rows));
       },
     )
-    .demandCommand(1, 'name a command: dispatch, pull-bundles or status')
+    .demandCommand(1, 'name a command: dispatch, pull-bundles, conflicts, resolve or status')
     .strict()
     .help()
     .version(false)

@@ -62,7 +62,12 @@ export async function collectTask(req: CollectRequest): Promise<CollectOutcome> 
     const header = await readBundleHeader(bundle).catch((error: unknown) => {
       throw new ProtocolError(`the result bundle is unreadable: ${errorMessage(error)}`);
     });
-    const headerIssue = headerProblem(header, { ref: `refs/heads/${task.branch}`, head: result.head, base: task.base_commit });
+    const headerIssue = headerProblem(header, {
+      ref: `refs/heads/${task.branch}`,
+      head: result.head,
+      base: task.base_commit,
+      mergeHead: task.merge_head ?? undefined,
+    });
     if (headerIssue) return { kind: 'rejected', reason: headerIssue };
 
     await gitOps.fetchRefs(repo, bundle, [`+refs/heads/${task.branch}:${quarantine}`]);

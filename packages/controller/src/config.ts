@@ -2,13 +2,14 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { z } from 'zod';
-import { ConfigError, DEFAULT_AGENT_ARGV, UsageError, describeZodError, isValidName } from '@gsync/core';
+import { BUILTIN_AGENT_PROFILES, ConfigError, DEFAULT_AGENT_ARGV, UsageError, describeZodError, isValidName } from '@gsync/core';
 
 /**
  * nodes.json and projects.json. Both are JSON with comments allowed, and an
  * elided array `[...]` (as in the seed's own examples) reads as empty.
  */
 const name = z.string().refine(isValidName, 'must be letters, digits, ".", "_" or "-" (start and end with a letter or digit)');
+
 const argv = z.array(z.string()).min(1, 'must name a command');
 const agentRef = z.union([argv, z.string().min(1)]);
 
@@ -54,9 +55,15 @@ const ProjectEntry = z.object({
   main_branch: z.string().regex(/^(?!refs\/)[A-Za-z0-9._/-]+$/, 'must be a branch name like "main"').default('main'),
   agent: agentRef.optional(),
   agent_timeout_seconds: z.number().positive().optional(),
+  /** The test gate: run in a throw-away checkout of each merge before main moves. */
+  verify_command: argv.optional(),
+  verify_timeout_seconds: z.number().positive().default(1800),
+  /** Agent (profile name or argv) that resolves conflicts; overrides git_config.conflict_handler. */
+  conflict_handler: agentRef.optional(),
 });
 
-const ProjectsFile = z.record(name, ProjectEntry);
+const ProjectsFile = z.record(z.string(), ProjectEntry);
+const NAME_RULE = 'must be letters, digits, ".", "_" or "-" (start and end with a letter or digit)';
 
 export type NodeConfig = z.infer<typeof NodeEntry>;
 export type ProjectConfig = z.infer<typeof ProjectEntry> & { name: string; sync_mode: 'bundle' | 'git' | 'scp' };
@@ -154,7 +161,16 @@ export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
   });
   for (const key of unknownKeys(rawNodes, Object.keys(NodesFile.shape))) warnings.push(`${nodesFile}: ${key}: unknown field, ignored`);
 
+  for (const key of unknownKeys((rawNodes as Record<string, unknown>).git_config, Object.keys(GitConfig.shape))) {
+    warnings.push(`${nodesFile}: git_config.${key}: unknown field, ignored`);
+  }
+
   const rawProjects = await readConfigFile(projectsFile);
+  if (rawProjects && typeof rawProjects === 'object' && !Array.isArray(rawProjects)) {
+    for (const key of Object.keys(rawProjects)) {
+      if (!isValidName(key)) throw new ConfigError(projectsFile, key, `a project name ${NAME_RULE}`);
+    }
+  }
   const projectsParsed = ProjectsFile.safeParse(rawProjects);
   if (!projectsParsed.success) {
     const { path, message } = describeZodError(projectsParsed.error);
@@ -210,11 +226,25 @@ export function getNode(config: Config, name: string): NodeConfig {
 export function resolveAgent(config: Config, project: ProjectConfig, node: NodeConfig): string[] {
   const ref = project.agent ?? node.agent;
   if (ref === undefined) return [...DEFAULT_AGENT_ARGV];
-  if (Array.isArray(ref)) return ref;
-  const profile = config.agents[ref];
+  const where = project.agent !== undefined ? `${config.projectsFile}: ${project.name}.agent` : `${config.nodesFile}: node ${node.name}.agent`;
+  return agentProfile(config, ref, where);
+}
+
+/** An argv as written, or a profile by name: nodes.json "agents" first, then the built-in claude and codex. */
+export function agentProfile(config: Config, ref: string | readonly string[], where: string): string[] {
+  if (Array.isArray(ref)) return [...ref];
+  const name = ref as string;
+  const profile = config.agents[name] ?? BUILTIN_AGENT_PROFILES[name];
   if (!profile) {
-    const where = project.agent !== undefined ? `${config.projectsFile}: ${project.name}.agent` : `${config.nodesFile}: node ${node.name}.agent`;
-    throw new UsageError(`${where}: no agent profile "${ref}" in ${config.nodesFile} "agents"`);
+    const known = [...new Set([...Object.keys(config.agents), ...Object.keys(BUILTIN_AGENT_PROFILES)])].join(', ');
+    throw new UsageError(`${where}: no agent profile "${name}" (profiles: ${known}; add it to "agents" in ${config.nodesFile})`);
   }
-  return profile;
+  return [...profile];
+}
+
+/** The agent that resolves conflicts for a project, or undefined when none is named. */
+export function conflictHandler(config: Config, project: ProjectConfig): string[] | undefined {
+  if (project.conflict_handler !== undefined) return agentProfile(config, project.conflict_handler, `${config.projectsFile}: ${project.name}.conflict_handler`);
+  if (config.git.conflict_handler !== undefined) return agentProfile(config, config.git.conflict_handler, `${config.nodesFile}: git_config.conflict_handler`);
+  return undefined;
 }

@@ -13,33 +13,56 @@ export interface MergeRequest {
   env: Record<string, string> | undefined;
 }
 
+export type MergePlan =
+  | { kind: 'already'; commit: string }
+  | { kind: 'conflicted'; paths: string[]; messages: string[]; tree: string; main: string }
+  | { kind: 'ready'; commit: string; main: string }
+  | { kind: 'blocked'; reason: string };
+
 /**
- * Merges `head` into the main branch as a `--no-ff` merge would, without ever
- * touching uncommitted work: the merge is computed with merge-tree, committed
- * with commit-tree, and main moves by compare-and-swap (update-ref NEW OLD),
- * or by `merge --ff-only` in the worktree that has main checked out, which
- * refuses rather than overwrite local changes.
+ * The merge of `head` into main as `--no-ff` would make it, as a commit that no
+ * branch points to yet: merge-tree, then commit-tree. Nothing moves.
  */
-export async function mergeIntoMain(req: MergeRequest): Promise<MergeOutcome> {
+export async function planMerge(req: MergeRequest): Promise<MergePlan> {
   const main = await gitOps.resolveCommit(req.repo, req.mainRef);
   if (!main) return { kind: 'blocked', reason: `${req.mainRef} does not exist` };
-  if (await gitOps.isAncestor(req.repo, req.head, main)) return { kind: 'merged', commit: main, already: true };
+  if (await gitOps.isAncestor(req.repo, req.head, main)) return { kind: 'already', commit: main };
   const merged = await gitOps.mergeTree(req.repo, main, req.head);
-  if (!merged.clean) return { kind: 'conflicted', paths: merged.conflicts, messages: merged.messages };
+  if (!merged.clean) return { kind: 'conflicted', paths: merged.conflicts, messages: merged.messages, tree: merged.tree, main };
   const commit = await gitOps.commitTree(req.repo, merged.tree, [main, req.head], req.message, req.env);
-  const checkout = (await gitOps.listWorktrees(req.repo)).find((w) => w.branch === req.mainRef);
+  return { kind: 'ready', commit, main };
+}
+
+/**
+ * Moves main from `main` to `commit`, never touching uncommitted work: by
+ * compare-and-swap (update-ref NEW OLD), or by `merge --ff-only` in the worktree
+ * that has main checked out, which refuses rather than overwrite local changes.
+ */
+export async function advanceMain(repo: string, mainRef: string, main: string, commit: string): Promise<MergeOutcome> {
+  const checkout = (await gitOps.listWorktrees(repo)).find((w) => w.branch === mainRef);
   if (!checkout) {
-    await gitOps.updateRef(req.repo, req.mainRef, commit, main, 'gsync: merge');
+    if ((await gitOps.resolveCommit(repo, mainRef)) !== main) return { kind: 'blocked', reason: 'main moved while merging; run again' };
+    await gitOps.updateRef(repo, mainRef, commit, main, 'gsync: merge');
     return { kind: 'merged', commit, already: false };
   }
+  if ((await gitOps.resolveCommit(repo, mainRef)) !== main) return { kind: 'blocked', reason: 'main moved while merging; run again' };
   const r = await gitOps.mergeFastForward(checkout.path, commit);
   if (r.exitCode !== 0) {
-    if ((await gitOps.resolveCommit(req.repo, req.mainRef)) !== main) return { kind: 'blocked', reason: 'main moved while merging; run again' };
+    if ((await gitOps.resolveCommit(repo, mainRef)) !== main) return { kind: 'blocked', reason: 'main moved while merging; run again' };
     const files = r.stderr.split('\n').filter((l) => l.startsWith('\t')).map((l) => l.trim());
     const what = files.length > 0 ? `uncommitted changes to ${files.join(', ')}` : r.stderr.trim().split('\n')[0] ?? 'the checkout refused';
     return { kind: 'blocked', reason: `waiting: the merge would touch ${what} in ${checkout.path}; commit or stash them, then run again` };
   }
   return { kind: 'merged', commit, already: false };
+}
+
+/** planMerge then advanceMain: a whole merge with no gate in between. */
+export async function mergeIntoMain(req: MergeRequest): Promise<MergeOutcome> {
+  const plan = await planMerge(req);
+  if (plan.kind === 'already') return { kind: 'merged', commit: plan.commit, already: true };
+  if (plan.kind === 'conflicted') return { kind: 'conflicted', paths: plan.paths, messages: plan.messages };
+  if (plan.kind === 'blocked') return plan;
+  return advanceMain(req.repo, req.mainRef, plan.main, plan.commit);
 }
 
 /** The user's identity when git has one, else a neutral one for gsync's merge commits. */

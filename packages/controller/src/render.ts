@@ -1,6 +1,7 @@
 import chalk, { type ChalkInstance } from 'chalk';
 import type { ProgressEvent } from './context.js';
 import type { RunReport } from './report.js';
+import type { ConflictsResult } from './commands/conflicts.js';
 import type { StatusRow } from './commands/status.js';
 
 /** Turns events and results into terminal text. Nothing here decides anything. */
@@ -20,7 +21,7 @@ const time = (iso: string | null | undefined) => (iso ? iso.replace('T', ' ').sl
 export function renderStatus(c: ChalkInstance, rows: readonly StatusRow[]): string {
   if (rows.length === 0) return 'no tasks yet';
   const colour = (s: string) =>
-    s === 'merged' ? c.green(s) : ['conflicted', 'failed', 'timeout', 'rejected'].includes(s) ? c.red(s) : s === 'empty' ? c.dim(s) : c.cyan(s);
+    s === 'merged' || s === 'resolved' ? c.green(s) : ['conflicted', 'failed', 'timeout', 'rejected'].includes(s) ? c.red(s) : s === 'empty' ? c.dim(s) : c.cyan(s);
   return table([
     ['TASK', 'NODE', 'STATE', 'BRANCH', 'DISPATCHED', 'FINISHED', 'MERGED'].map((h) => c.bold(h)),
     ...rows.map((r) => [r.task_id, r.node, colour(r.state === 'dispatched' && r.node_state ? `${r.state}:${r.node_state}` : r.state), r.branch, time(r.dispatched_at), time(r.finished_at), time(r.merged_at)]),
@@ -34,18 +35,37 @@ export function renderRunSummary(c: ChalkInstance, r: RunReport): string {
       case 'merged':
         return `${c.green('merged    ')} ${head} ${t.branch} → ${t.merge_commit?.slice(0, 12)}  ${c.dim(`${t.changed_paths?.length ?? 0} path(s)`)}`;
       case 'conflicted':
-        return `${c.red('CONFLICT  ')} ${head} ${t.branch}: ${(t.conflict_paths ?? []).join(', ')}`;
+        return `${c.red('CONFLICT  ')} ${head} ${t.branch}: ${(t.conflict_paths ?? []).join(', ')}${t.resolution_task ? c.dim(` (resolving: ${t.resolution_task})`) : ''}`;
       case 'empty':
         return `${c.dim('empty     ')} ${head} the agent changed nothing`;
       case 'waiting':
         return `${c.yellow('waiting   ')} ${head} ${t.reason}`;
+      case 'resolved':
+        return `${c.green('resolved  ')} ${head} ${t.branch}: conflicted in ${(t.conflict_paths ?? []).join(', ')}; ${t.reason ?? ''}`;
+      case 'rejected':
+        return `${c.red('rejected  ')} ${head} ${t.reason ?? ''}${t.verify?.log ? c.dim(` (log: ${t.verify.log})`) : ''}`;
       default:
         return `${c.red(t.outcome.padEnd(10))} ${head} ${t.reason ?? ''}`;
     }
   });
   if (lines.length === 0) lines.push(c.dim('nothing new to collect or merge'));
+  if (r.forecast) {
+    for (const m of r.forecast.with_main) lines.unshift(c.yellow(`forecast: ${m.task_id} conflicts with main in ${m.paths.join(', ')}`));
+    for (const p of r.forecast.pairs) lines.unshift(c.yellow(`forecast: ${p.a} and ${p.b} conflict in ${p.paths.join(', ')}`));
+  }
   for (const p of r.pending) lines.push(`${c.cyan('running   ')} ${p.task_id} ${c.dim(`(${p.node})`)} ${p.node_state ?? ''}`);
   for (const o of r.outstanding) lines.push(`${c.red(`${o.outcome} (earlier)`.padEnd(10))} ${o.task_id} ${c.dim(`(${o.node})`)} ${o.branch}`);
   lines.push(c.dim(`${r.main_ref}: ${r.main_before.slice(0, 12)} → ${r.main_after.slice(0, 12)}; report: ${r.report_path}`));
+  return lines.join('\n');
+}
+
+export function renderForecast(c: ChalkInstance, r: ConflictsResult): string {
+  const lines: string[] = [];
+  if (r.tasks.length === 0) lines.push(c.dim(`no collected task waits to merge into ${r.main_branch}`));
+  for (const m of r.with_main) lines.push(`${c.red('conflicts with main')}  ${m.task_id}: ${m.paths.join(', ')}`);
+  for (const p of r.pairs) lines.push(`${c.yellow('conflict pair      ')}  ${p.a} × ${p.b}: ${p.paths.join(', ')}`);
+  if (r.tasks.length > 0 && r.with_main.length + r.pairs.length === 0) lines.push(c.green(`${r.tasks.length} task(s) merge cleanly, in any order`));
+  for (const k of r.conflicted) lines.push(c.dim(`already conflicted   ${k.task_id}: ${k.paths.join(', ')}${k.resolved_by ? ` (resolution: ${k.resolved_by})` : ''}`));
+  lines.push(c.dim(`${r.tasks.length} collected task(s) against ${r.main_branch} ${r.main.slice(0, 12)}; ${r.pairs_checked} of ${r.pairs_total} pairs overlapped and were test-merged`));
   return lines.join('\n');
 }

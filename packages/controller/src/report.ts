@@ -1,5 +1,7 @@
+import type { Forecast } from './forecast.js';
+
 /** What one pull-bundles run did, as data (--json) and as merge_report.md. */
-export type Outcome = 'merged' | 'conflicted' | 'empty' | 'failed' | 'timeout' | 'rejected' | 'waiting';
+export type Outcome = 'merged' | 'conflicted' | 'resolved' | 'empty' | 'failed' | 'timeout' | 'rejected' | 'waiting';
 
 export interface ReportTask {
   task_id: string;
@@ -16,6 +18,15 @@ export interface ReportTask {
   next_step?: string;
   dispatched_at?: string | null;
   finished_at?: string | null;
+  /** Dispatch to the end of the agent's run on the node. */
+  run_seconds?: number;
+  /** The test gate, when the project has a verify_command. */
+  verify?: { passed: boolean; reason: string; seconds: number; log: string; tail?: string };
+  /** For a resolution task: the conflicted task it resolves. */
+  resolves?: string;
+  /** For a conflicted task: the resolution spec written for it, and the task dispatched with it. */
+  resolution_spec?: string;
+  resolution_task?: string;
 }
 
 export interface RunReport {
@@ -29,6 +40,8 @@ export interface RunReport {
   pending: { task_id: string; node: string; node_state: string | null }[];
   outstanding: ReportTask[];
   unreachable: { node: string; error: string }[];
+  /** Conflicts foreseen among the collected tasks before anything merged. */
+  forecast?: Forecast;
   report_path?: string;
   exit_code: number;
 }
@@ -41,14 +54,37 @@ function list(items: readonly string[] | undefined, limit = 50): string {
   return shown.join(', ') + (items.length > limit ? ` … and ${items.length - limit} more` : '');
 }
 
+function fence(text: string): string[] {
+  const longest = Math.max(2, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
+  const f = '`'.repeat(longest + 1);
+  return [f, ...text.split('\n'), f];
+}
+
+function forecastSection(f: Forecast): string[] {
+  const out = ['## Conflict forecast (before merging)', ''];
+  if (f.with_main.length === 0 && f.pairs.length === 0) out.push('No collected task conflicts with main or with another.');
+  for (const m of f.with_main) out.push(`- ${m.task_id} conflicts with main in ${list(m.paths)}`);
+  for (const p of f.pairs) out.push(`- ${p.a} and ${p.b} conflict with each other in ${list(p.paths)}`);
+  out.push('', `(${f.pairs_checked} of ${f.pairs_total} pairs had overlapping paths and were test-merged)`, '');
+  return out;
+}
+
 function taskSection(t: ReportTask): string[] {
   const lines = [`### ${t.task_id} on ${t.node}: ${t.outcome}`, '', `- title: ${t.title}`, `- branch: \`${t.branch}\``];
   if (t.commits !== undefined) lines.push(`- commits: ${t.commits}`);
   if (t.changed_paths) lines.push(`- changed paths: ${list(t.changed_paths)}`);
+  if (t.resolves) lines.push(`- resolves the conflict of ${t.resolves}`);
+  if (t.run_seconds !== undefined) lines.push(`- time on the node: ${t.run_seconds.toFixed(1)} s`);
   if (t.merge_commit) lines.push(`- merge commit: \`${t.merge_commit}\``);
+  if (t.verify) {
+    lines.push(`- verify_command: ${t.verify.passed ? 'passed' : `failed (${t.verify.reason})`} in ${t.verify.seconds.toFixed(1)} s, log \`${t.verify.log}\``);
+    if (!t.verify.passed && t.verify.tail) lines.push('', '  Last lines of its output:', '', ...fence(t.verify.tail).map((l) => `  ${l}`), '');
+  }
   if (t.conflict_paths) lines.push(`- conflicting paths: ${list(t.conflict_paths)}`);
   if (t.wip_branch) lines.push(`- work in progress kept on \`${t.wip_branch}\` (never merged automatically)`);
   if (t.reason) lines.push(`- why: ${t.reason}`);
+  if (t.resolution_spec) lines.push(`- resolution spec: \`${t.resolution_spec}\``);
+  if (t.resolution_task) lines.push(`- being resolved by ${t.resolution_task}`);
   if (t.next_step) lines.push(`- next: ${t.next_step}`);
   lines.push('');
   return lines;
@@ -61,9 +97,10 @@ export function renderReport(r: RunReport): string {
     '',
     `- run: ${r.started_at} → ${r.finished_at}`,
     `- ${r.main_ref}: ${short(r.main_before)} → ${short(r.main_after)}`,
-    `- merged ${count('merged')}, conflicted ${count('conflicted')}, empty ${count('empty')}, failed ${count('failed') + count('timeout')}, rejected ${count('rejected')}, waiting ${count('waiting')}, still running ${r.pending.length}`,
+    `- merged ${count('merged')}, conflicted ${count('conflicted')}, conflicted then resolved ${count('resolved')}, empty ${count('empty')}, failed ${count('failed') + count('timeout')}, rejected ${count('rejected')}, waiting ${count('waiting')}, still running ${r.pending.length}`,
     '',
   ];
+  if (r.forecast && r.forecast.pairs_total + r.forecast.with_main.length > 0) out.push(...forecastSection(r.forecast));
   if (r.tasks.length === 0) out.push('Nothing new to collect or merge in this run.', '');
   else out.push('## This run', '', ...r.tasks.flatMap(taskSection));
   if (r.pending.length > 0) {

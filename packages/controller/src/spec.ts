@@ -37,3 +37,47 @@ export async function readSpec(path: string, agentArgv: readonly string[]): Prom
   }
   return { path, data, text, title, sha256: sha256(data) };
 }
+
+const FILES_LINE = /^\s*(?:[-*]\s*)?(?:\*\*)?(?:files?|paths?)(?:\*\*)?\s*:\s*(.*)$/i;
+const FILES_HEADING = /^\s*#{1,6}\s*(?:files?|paths?)\s*$/i;
+const LIST_ITEM = /^\s*[-*+]\s+(.+)$/;
+
+function cleanPath(word: string): string | undefined {
+  const p = word.trim().replace(/^[`'"]+|[`'",;]+$/g, '').replace(/^\.\//, '');
+  if (p === '' || p.startsWith('/') || p.split('/').includes('..') || /\s/.test(p)) return undefined;
+  return p;
+}
+
+/**
+ * The files a spec says its task will touch, when it says so: a line
+ * `Files: a.py, api/b.py` or a `## Files` heading followed by a list.
+ * Used only to warn about two running tasks given the same files.
+ */
+export function specFiles(text: string): string[] {
+  const found = new Set<string>();
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    const inline = FILES_LINE.exec(line);
+    if (inline) {
+      for (const word of inline[1]!.split(/[,\s]+/)) {
+        const p = cleanPath(word);
+        if (p) found.add(p);
+      }
+      if (inline[1]!.trim() !== '') continue;
+    }
+    if (!inline && !FILES_HEADING.test(line)) continue;
+    let items = 0;
+    for (let j = i + 1; j < lines.length; j++) {
+      const item = LIST_ITEM.exec(lines[j]!);
+      if (!item) {
+        if (lines[j]!.trim() === '' && items === 0) continue;
+        break;
+      }
+      items++;
+      const p = cleanPath(item[1]!.split(/\s+[-—:(]/)[0]!);
+      if (p) found.add(p);
+    }
+  }
+  return [...found];
+}

@@ -4,8 +4,9 @@ import { dirname } from 'node:path';
 
 /**
  * The controller's record of every task and every step (SQLite, WAL).
- * States: dispatching → dispatched → collected → merged | conflicted,
- * or empty / failed / timeout / rejected straight from the node's answer.
+ * States: dispatching → dispatched → collected → merged | conflicted | rejected,
+ * or empty / failed / timeout / rejected straight from the node's answer;
+ * conflicted → resolved once the task that resolves it has merged.
  */
 export type TaskState =
   | 'dispatching'
@@ -16,7 +17,8 @@ export type TaskState =
   | 'empty'
   | 'failed'
   | 'timeout'
-  | 'rejected';
+  | 'rejected'
+  | 'resolved';
 
 export const OPEN_STATES: readonly TaskState[] = ['dispatching', 'dispatched'];
 export const ATTENTION_STATES: readonly TaskState[] = ['conflicted', 'failed', 'timeout', 'rejected'];
@@ -45,7 +47,20 @@ export interface TaskRow {
   finished_at: string | null;
   collected_at: string | null;
   merged_at: string | null;
+  /** The spec as dispatched: what a conflict resolution tells the next agent. */
+  spec_text: string | null;
+  /** Paths the spec named (JSON list), for the overlap warning at dispatch. */
+  spec_files: string | null;
+  /** For a resolution task: the conflicted task it resolves, and that task's head it merges. */
+  resolves: string | null;
+  merge_head: string | null;
+  /** For a conflicted task: the task dispatched to resolve it. */
+  resolved_by: string | null;
+  verify_log: string | null;
 }
+
+export type NewTask = Pick<TaskRow, 'project' | 'task_id' | 'node' | 'branch' | 'base_ref' | 'base_commit' | 'spec_title' | 'spec_sha256' | 'state'> &
+  Partial<Pick<TaskRow, 'spec_text' | 'spec_files' | 'resolves' | 'merge_head'>>;
 
 export interface EventRow {
   id: number;
@@ -97,6 +112,12 @@ const MIGRATIONS = [
      data TEXT
    );
    CREATE INDEX events_by_task ON events (project, task_id);`,
+  `ALTER TABLE tasks ADD COLUMN spec_text TEXT;
+   ALTER TABLE tasks ADD COLUMN spec_files TEXT;
+   ALTER TABLE tasks ADD COLUMN resolves TEXT;
+   ALTER TABLE tasks ADD COLUMN merge_head TEXT;
+   ALTER TABLE tasks ADD COLUMN resolved_by TEXT;
+   ALTER TABLE tasks ADD COLUMN verify_log TEXT;`,
 ];
 
 export class Store {
@@ -131,15 +152,17 @@ export class Store {
     return this.now().toISOString();
   }
 
-  insertTask(row: Omit<TaskRow, 'seq' | 'created_at' | 'node_state' | 'result_head' | 'result_commits' | 'changed_paths' | 'wip_branch' | 'merge_commit' | 'conflict_paths' | 'error' | 'dispatched_at' | 'finished_at' | 'collected_at' | 'merged_at'>): TaskRow {
+  insertTask(row: NewTask): TaskRow {
     return this.db.transaction(() => {
       const seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM tasks WHERE project = ?').get(row.project) as { n: number }).n;
       this.db
         .prepare(
-          `INSERT INTO tasks (project, task_id, node, branch, seq, base_ref, base_commit, spec_title, spec_sha256, state, created_at)
-           VALUES (@project, @task_id, @node, @branch, @seq, @base_ref, @base_commit, @spec_title, @spec_sha256, @state, @created_at)`,
+          `INSERT INTO tasks (project, task_id, node, branch, seq, base_ref, base_commit, spec_title, spec_sha256, state, created_at,
+                              spec_text, spec_files, resolves, merge_head)
+           VALUES (@project, @task_id, @node, @branch, @seq, @base_ref, @base_commit, @spec_title, @spec_sha256, @state, @created_at,
+                   @spec_text, @spec_files, @resolves, @merge_head)`,
         )
-        .run({ ...row, seq, created_at: this.timestamp() });
+        .run({ spec_text: null, spec_files: null, resolves: null, merge_head: null, ...row, seq, created_at: this.timestamp() });
       return this.getTask(row.project, row.task_id)!;
     })();
   }

@@ -17,9 +17,14 @@ export interface BundleExpectation {
   ref: string;
   head: string;
   base: string;
+  /** For a conflict resolution: the head of the branch it merges, which the bundle may also require. */
+  mergeHead?: string | undefined;
 }
 
-/** What is wrong with a result bundle's header, or undefined: one ref, the expected head, the dispatched base as the only prerequisite. */
+/**
+ * What is wrong with a result bundle's header, or undefined: one ref, the expected head,
+ * the dispatched base as prerequisite (and, for a resolution, the head of the merged branch).
+ */
 export function headerProblem(header: BundleHeader, expected: BundleExpectation): string | undefined {
   if (header.refs.length !== 1) {
     return `the bundle carries ${header.refs.length} refs (${header.refs.map((r) => r.ref).join(', ') || 'none'}); only ${expected.ref} is accepted`;
@@ -28,8 +33,10 @@ export function headerProblem(header: BundleHeader, expected: BundleExpectation)
   if (ref!.ref !== expected.ref) return `the bundle carries ${ref!.ref}, not ${expected.ref}`;
   if (ref!.oid !== expected.head) return `the bundle's ${expected.ref} is ${ref!.oid}, result.json says ${expected.head}`;
   const prereqs = [...new Set(header.prerequisites)];
-  if (prereqs.length !== 1 || prereqs[0] !== expected.base) {
-    return `the bundle requires ${prereqs.join(', ') || 'nothing'}; it must require exactly the dispatched base ${expected.base}`;
+  const allowed = new Set([expected.base, ...(expected.mergeHead ? [expected.mergeHead] : [])]);
+  if (!prereqs.includes(expected.base) || prereqs.some((p) => !allowed.has(p))) {
+    const what = expected.mergeHead ? `the dispatched base ${expected.base} (and the merged ${expected.mergeHead})` : `exactly the dispatched base ${expected.base}`;
+    return `the bundle requires ${prereqs.join(', ') || 'nothing'}; it must require ${what}`;
   }
   return undefined;
 }

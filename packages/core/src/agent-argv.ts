@@ -5,11 +5,18 @@
  */
 export const DEFAULT_AGENT_ARGV = ['claude', '-p', '{spec}', '--dangerously-skip-permissions'] as const;
 
+/** Agent profiles every config has; nodes.json "agents" may override them or add more. */
+export const BUILTIN_AGENT_PROFILES: Readonly<Record<string, readonly string[]>> = {
+  claude: DEFAULT_AGENT_ARGV,
+  codex: ['codex', 'exec', '--full-auto', '{spec}'],
+};
+
 /** Linux refuses a single argv word longer than this (MAX_ARG_STRLEN). */
 export const MAX_ARG_BYTES = 128 * 1024 - 1;
 
 export function expandAgentArgv(template: readonly string[], values: { spec: string; specFile: string }): string[] {
-  return template.map((word) => word.replaceAll('{spec_file}', values.specFile).replaceAll('{spec}', values.spec));
+  // One pass with a function: no `$&`-style patterns in the values, and a value is never expanded again.
+  return template.map((word) => word.replace(/\{spec_file\}|\{spec\}/g, (m) => (m === '{spec}' ? values.spec : values.specFile)));
 }
 
 export function usesSpecText(template: readonly string[]): boolean {
@@ -26,6 +33,6 @@ export const MAX_TITLE_CHARS = 72;
 /** The first non-empty line of a spec, without markdown heading marks, cut to 72 characters. */
 export function specTitle(spec: string): string {
   const line = spec.split(/\r?\n/).map((l) => l.replace(/^#+\s*/, '').trim()).find((l) => l !== '') ?? '';
-  const clean = line.replace(/[\u0000-\u001f\u007f]/g, ' ');
+  const clean = line.replace(/[\u0000-\u001f\u007f]/g, ' ').trim();
   return [...clean].length > MAX_TITLE_CHARS ? `${[...clean].slice(0, MAX_TITLE_CHARS - 1).join('')}…` : clean;
 }

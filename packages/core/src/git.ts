@@ -185,6 +185,36 @@ export async function mergeFastForward(worktree: string, commitId: string): Prom
   return git(worktree, ['merge', '--ff-only', '--no-edit', '-q', commitId], { okExitCodes: [1, 128] });
 }
 
+/** Starts a merge of `commitId` into HEAD without committing; conflicts are left in the worktree (exit 1). */
+export async function mergeNoCommit(cwd: string, commitId: string, env?: Record<string, string>): Promise<{ conflicted: boolean; output: string }> {
+  const r = await git(cwd, ['-c', 'core.hooksPath=/dev/null', 'merge', '--no-ff', '--no-commit', '--no-edit', commitId], { env, okExitCodes: [1] });
+  return { conflicted: r.exitCode === 1, output: `${r.stdout}${r.stderr}` };
+}
+
+/** Paths with unmerged index entries. */
+export async function unmergedPaths(cwd: string): Promise<string[]> {
+  return [...new Set(nulFields((await git(cwd, ['diff', '--name-only', '--diff-filter=U', '-z'])).stdout))];
+}
+
+export async function isMerging(cwd: string): Promise<boolean> {
+  return (await resolveCommit(cwd, 'MERGE_HEAD')) !== undefined;
+}
+
+/** The bytes of `path` in `tree`, or undefined when the tree has no blob there. */
+export async function readBlob(cwd: string, tree: string, path: string): Promise<Buffer | undefined> {
+  const r = await execa('git', ['cat-file', 'blob', `${tree}:${path}`], { cwd, env: BASE_ENV, reject: false, encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 });
+  return r.exitCode === 0 ? Buffer.from(r.stdout) : undefined;
+}
+
+/**
+ * A throw-away checkout of `commitId` in `dir`: a clone that borrows the objects of
+ * `repo` (alternates) and has refs of its own, so nothing run in it can move a ref of `repo`.
+ */
+export async function checkoutCopy(repo: string, dir: string, commitId: string): Promise<void> {
+  await git(repo, ['clone', '-q', '--shared', '--no-checkout', '--no-tags', '--', repo, dir]);
+  await git(dir, ['-c', 'advice.detachedHead=false', 'checkout', '-q', '--detach', commitId]);
+}
+
 export async function gitDir(cwd: string): Promise<string> {
   return (await git(cwd, ['rev-parse', '--absolute-git-dir'])).stdout.trim();
 }

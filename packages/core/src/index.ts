@@ -6,5 +6,7 @@ export * from './shell-quote.js';
 export * from './hash.js';
 export * from './fs-atomic.js';
 export * from './bundle-header.js';
+export * from './process-group.js';
+export * from './conflict-markers.js';
 export * as gitOps from './git.js';
 export { git, ZERO_OID, type GitOptions, type GitResult } from './git.js';

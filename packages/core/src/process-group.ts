@@ -1,14 +1,14 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 
-export interface AgentRun {
+export interface GroupRun {
   exitCode: number | null;
   signal: NodeJS.Signals | null;
   timedOut: boolean;
   error?: string;
 }
 
-export interface AgentOptions {
+export interface GroupRunOptions {
   argv: readonly string[];
   cwd: string;
   logFile: string;
@@ -27,13 +27,14 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
 }
 
 /**
- * Runs the agent without a shell, in its own process group, output to the log.
- * On timeout the whole group gets SIGTERM, then SIGKILL after the grace period;
- * whatever the agent left running in its group is killed when it exits.
+ * Runs a command (an agent, a verify command) without a shell, in its own
+ * process group, stdout and stderr appended to `logFile`. On timeout the whole
+ * group gets SIGTERM, then SIGKILL after the grace period; whatever the
+ * command left running in its group is killed when it exits.
  */
-export function runAgent(options: AgentOptions): Promise<AgentRun> {
+export function runInProcessGroup(options: GroupRunOptions): Promise<GroupRun> {
   const [command, ...args] = options.argv;
-  if (!command) return Promise.resolve({ exitCode: null, signal: null, timedOut: false, error: 'empty agent command' });
+  if (!command) return Promise.resolve({ exitCode: null, signal: null, timedOut: false, error: 'empty command' });
   const log = openSync(options.logFile, 'a');
   return new Promise((resolve) => {
     let timedOut = false;
@@ -44,7 +45,7 @@ export function runAgent(options: AgentOptions): Promise<AgentRun> {
       stdio: ['ignore', log, log],
       detached: true,
     });
-    const finish = (run: AgentRun): void => {
+    const finish = (run: GroupRun): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);

@@ -39,6 +39,11 @@ export const TaskManifest = z.object({
   node: name,
   branch: z.string().min(1),
   base: z.object({ ref: fullRef, commit: sha1 }),
+  /**
+   * A conflict resolution: the node starts from `git merge` of this branch (carried in the
+   * base bundle) into the base, and the agent resolves what conflicts.
+   */
+  merge: z.object({ ref: fullRef, commit: sha1 }).optional(),
   bundle: FileRef,
   spec: z.object({ name: z.literal(FILES.spec), sha256, title: z.string() }),
   agent: z.object({

@@ -1,4 +1,5 @@
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   FILES,
   PROTOCOL_VERSION,
@@ -8,12 +9,13 @@ import {
   errorMessage,
   expandAgentArgv,
   gitOps,
+  hasConflictMarkers,
+  runInProcessGroup,
   sha256File,
   writeJsonAtomic,
   type TaskResult,
   type TaskStatus,
 } from '@gsync/core';
-import { runAgent } from './agent.js';
 import { taskPaths, type TaskPaths } from './paths.js';
 import { readStatus, setState } from './status.js';
 
@@ -40,16 +42,36 @@ async function verifyBaseBundle(paths: TaskPaths, manifest: TaskManifest): Promi
   }
 }
 
-async function prepareRepo(paths: TaskPaths, manifest: TaskManifest): Promise<void> {
+/** Clones the base bundle onto the task branch; for a conflict resolution, starts the merge. Returns the conflicted paths. */
+async function prepareRepo(paths: TaskPaths, manifest: TaskManifest): Promise<string[]> {
   await rm(paths.repo, { recursive: true, force: true });
   await mkdir(paths.repo);
   await gitOps.initRepo(paths.repo, 'gsync-unborn');
-  await gitOps.fetchRefs(paths.repo, paths.baseBundle, [`${manifest.base.ref}:refs/gsync/base`]);
+  const refspecs = [`${manifest.base.ref}:refs/gsync/base`];
+  if (manifest.merge) refspecs.push(`${manifest.merge.ref}:refs/gsync/merge`);
+  await gitOps.fetchRefs(paths.repo, paths.baseBundle, refspecs);
   const base = await gitOps.resolveCommit(paths.repo, 'refs/gsync/base');
   if (base !== manifest.base.commit) {
     throw new ProtocolError(`the base bundle holds ${base ?? 'nothing'} for ${manifest.base.ref}, the manifest says ${manifest.base.commit}`);
   }
   await gitOps.checkoutNewBranch(paths.repo, manifest.branch, manifest.base.commit);
+  if (!manifest.merge) return [];
+  const other = await gitOps.resolveCommit(paths.repo, 'refs/gsync/merge');
+  if (other !== manifest.merge.commit) {
+    throw new ProtocolError(`the base bundle holds ${other ?? 'nothing'} for ${manifest.merge.ref}, the manifest says ${manifest.merge.commit}`);
+  }
+  await gitOps.mergeNoCommit(paths.repo, other, identity(manifest));
+  return gitOps.unmergedPaths(paths.repo);
+}
+
+/** Conflicted paths whose file still holds conflict markers after the agent ran. */
+async function unresolved(paths: TaskPaths, conflicted: readonly string[]): Promise<string[]> {
+  const left: string[] = [];
+  for (const path of conflicted) {
+    const text = await readFile(join(paths.repo, path), 'utf8').catch(() => '');
+    if (hasConflictMarkers(text)) left.push(path);
+  }
+  return left;
 }
 
 function identity(manifest: TaskManifest): Record<string, string> {
@@ -61,7 +83,8 @@ function identity(manifest: TaskManifest): Record<string, string> {
 /** Commits what the agent left, then returns the head of the task branch. */
 async function commitWork(paths: TaskPaths, manifest: TaskManifest, wip: boolean, exitCode: number | null): Promise<string> {
   await gitOps.addAll(paths.repo);
-  if (await gitOps.hasStagedChanges(paths.repo)) {
+  // A resolution is a merge commit even when its tree equals the base's.
+  if ((await gitOps.hasStagedChanges(paths.repo)) || (await gitOps.isMerging(paths.repo))) {
     const subject = commitSubject(manifest.task_id, manifest.spec.title) + (wip ? ' (work in progress)' : '');
     const body = [`Node: ${manifest.node}`, `Spec sha256: ${manifest.spec.sha256}`, `Agent exit code: ${exitCode ?? 'none'}`];
     await gitOps.commit(paths.repo, `${subject}\n\n${body.join('\n')}\n`, identity(manifest));
@@ -76,7 +99,9 @@ async function writeResult(paths: TaskPaths, manifest: TaskManifest, head: strin
   const current = await gitOps.resolveCommit(paths.repo, ref);
   await gitOps.updateRef(paths.repo, ref, head, current ?? gitOps.ZERO_OID, 'gsync: task result');
   await rm(paths.resultBundle, { force: true });
-  await gitOps.createBundle(paths.repo, paths.resultBundle, [ref, `^${manifest.base.commit}`]);
+  // The controller holds the base (and the merged branch of a resolution): leave them out.
+  const known = [manifest.base.commit, ...(manifest.merge ? [manifest.merge.commit] : [])];
+  await gitOps.createBundle(paths.repo, paths.resultBundle, [ref, ...known.map((c) => `^${c}`)]);
   const result: TaskResult = {
     protocol: PROTOCOL_VERSION,
     project: manifest.project,
@@ -110,11 +135,11 @@ export async function runTask(options: RunOptions): Promise<TaskStatus> {
     const manifest = await readManifest(paths);
     await step('preparing', { pid: process.pid, started_at: started });
     await verifyBaseBundle(paths, manifest);
-    await prepareRepo(paths, manifest);
+    const conflicted = await prepareRepo(paths, manifest);
     await step('running');
 
     const argv = expandAgentArgv(manifest.agent.argv, { spec: await readFile(paths.spec, 'utf8'), specFile: paths.spec });
-    const run = await runAgent({
+    const run = await runInProcessGroup({
       argv,
       cwd: paths.repo,
       logFile: paths.agentLog,
@@ -125,7 +150,8 @@ export async function runTask(options: RunOptions): Promise<TaskStatus> {
         await step('running', { agent_pid: pid });
       },
     });
-    const failed = run.timedOut || run.exitCode !== 0;
+    const left = await unresolved(paths, conflicted);
+    const failed = run.timedOut || run.exitCode !== 0 || left.length > 0;
     await step('committing', { agent_exit_code: run.exitCode });
     const head = await commitWork(paths, manifest, failed, run.exitCode);
     const changed = head !== manifest.base.commit;
@@ -141,6 +167,9 @@ export async function runTask(options: RunOptions): Promise<TaskStatus> {
       return await step('timeout', { finished_at, error: `the agent ran longer than ${manifest.agent.timeout_seconds}s and was killed` });
     }
     if (run.error) return await step('failed', { finished_at, error: `the agent could not start: ${run.error}` });
+    if (left.length > 0) {
+      return await step('failed', { finished_at, error: `the agent left conflict markers in ${left.join(', ')}` });
+    }
     if (run.exitCode !== 0) {
       const how = run.signal ? `was killed by ${run.signal}` : `exited with code ${run.exitCode}`;
       return await step('failed', { finished_at, error: `the agent ${how}` });

@@ -1,13 +1,16 @@
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import pLimit from 'p-limit';
-import { checkName, errorMessage, writeFileAtomic, type TaskReport } from '@gsync/core';
+import { ZERO_OID, checkName, errorMessage, gitOps, writeFileAtomic, type TaskReport } from '@gsync/core';
 import { collectTask } from '../collect.js';
-import { getNode, getProject, type ProjectConfig } from '../config.js';
+import { conflictHandler, getNode, getProject, type ProjectConfig } from '../config.js';
 import { withNode } from '../connect.js';
 import { openSession, type Context, type Session } from '../context.js';
 import { acquireLock } from '../lock.js';
-import { mergeIdentity, mergeIntoMain } from '../merge.js';
+import { forecastConflicts, type Forecast } from '../forecast.js';
+import { advanceMain, mergeIdentity, planMerge } from '../merge.js';
+import { conflictPicture, dispatchResolution, resolutionSpec, resolutionSpecPath, resolveCommand } from '../resolution.js';
+import { runVerify } from '../verify.js';
 import { reportTasks } from '../remote.js';
 import { renderReport, type ReportTask, type RunReport } from '../report.js';
 import { checkRepo } from '../repo.js';
@@ -48,10 +51,16 @@ export function attention(task: TaskRow, project: Pick<ProjectConfig, 'name' | '
       return describe(task, 'conflicted', {
         ...base,
         conflict_paths: paths,
-        next_step: `main was left as it was; resolve by hand with: git checkout ${project.main_branch} && git merge ${task.branch}`,
+        ...(task.resolved_by ? { resolution_task: task.resolved_by } : {}),
+        next_step: `main was left as it was; have an agent resolve it with \`${resolveCommand(project.name, task.task_id)}\`, or by hand: git checkout ${project.main_branch} && git merge ${task.branch}`,
       });
     case 'rejected':
-      return describe(task, 'rejected', { ...base, next_step: 'nothing from this result was merged; inspect the node and dispatch again' });
+      return describe(task, 'rejected', {
+        ...base,
+        next_step: task.verify_log
+          ? `nothing was merged; the branch ${task.branch} is kept: read ${task.verify_log}, fix and dispatch again`
+          : 'nothing from this result was merged; inspect the node and dispatch again',
+      });
     default:
       return describe(task, task.state === 'timeout' ? 'timeout' : 'failed', {
         ...base,
@@ -148,40 +157,133 @@ async function settle(
   tasks.push(attention(store.getTask(project.name, task.task_id)!, project));
 }
 
-/** Merges collected tasks into main in dispatch order; conflicts and refusals leave main as it was. */
-async function mergeAll(session: Session, project: ProjectConfig, mainRef: string, tasks: ReportTask[], anyOrder: boolean): Promise<void> {
+function seconds(from: string | null, to: string | null): number | undefined {
+  if (!from || !to) return undefined;
+  return (Date.parse(to) - Date.parse(from)) / 1000;
+}
+
+function verifyLogPath(configDir: string, project: string, taskId: string): string {
+  return join(configDir, 'reports', project, taskId, 'verify.log');
+}
+
+/** After a conflict: the resolution spec, and with a conflict_handler, the task that resolves it. */
+async function handleConflict(ctx: Context, session: Session, project: ProjectConfig, task: TaskRow): Promise<Partial<ReportTask>> {
+  const at = { project: project.name, task_id: task.task_id, node: task.node };
+  const handler = conflictHandler(session.config, project);
+  // A resolution that conflicts again goes to the user, not round the loop.
+  if (handler && !task.resolves) {
+    try {
+      const r = await dispatchResolution(ctx, session, project, task);
+      return { resolution_spec: r.spec_path, resolution_task: r.task_id, next_step: `${r.task_id} on ${r.node} resolves it with the conflict handler; run pull-bundles again to merge it` };
+    } catch (error) {
+      session.log({ ...at, level: 'error', kind: 'resolution_failed', message: `could not dispatch a resolution of ${task.task_id}: ${errorMessage(error)}` });
+    }
+  }
+  const picture = await conflictPicture(session, project, task);
+  if (!picture) return {};
+  const specPath = resolutionSpecPath(ctx.configDir, project.name, task.task_id);
+  await mkdir(dirname(specPath), { recursive: true });
+  await writeFileAtomic(specPath, resolutionSpec(picture));
+  session.log({ ...at, level: 'info', kind: 'resolution_spec', message: `wrote ${specPath}`, data: { path: specPath } });
+  return { resolution_spec: specPath };
+}
+
+/**
+ * Merges collected tasks into main in dispatch order. Each merge is made as a commit
+ * no branch points to; with a verify_command it is tested in a throw-away checkout
+ * first; only then does main move, by compare-and-swap. Conflicts, refusals and
+ * failed tests leave main as it was, and the next task is tried on top of it.
+ */
+async function mergeAll(ctx: Context, session: Session, project: ProjectConfig, mainRef: string, tasks: ReportTask[], anyOrder: boolean): Promise<void> {
   const { store } = session;
-  const env = await mergeIdentity(project.repo_local);
+  const repo = project.repo_local;
+  const env = await mergeIdentity(repo);
+  const stagingRef = `refs/gsync/staging/${project.name}`;
   // In dispatch order: a task waits while one dispatched before it is still running.
   const firstRunning = anyOrder ? undefined : store.listTasks(project.name, OPEN_STATES)[0];
   for (const task of store.listTasks(project.name, ['collected'])) {
     const at = { project: project.name, task_id: task.task_id, node: task.node };
     const paths = task.changed_paths ? (JSON.parse(task.changed_paths) as string[]) : [];
+    const facts: Partial<ReportTask> = {
+      commits: task.result_commits ?? undefined,
+      changed_paths: paths,
+      run_seconds: seconds(task.dispatched_at, task.finished_at),
+      ...(task.resolves ? { resolves: task.resolves } : {}),
+    };
     if (firstRunning && firstRunning.seq < task.seq) {
       const reason = `waiting for ${firstRunning.task_id} (dispatched earlier, on ${firstRunning.node}) to finish: tasks merge in dispatch order`;
-      tasks.push(describe(task, 'waiting', { reason, commits: task.result_commits ?? undefined, changed_paths: paths, next_step: 'run pull-bundles again later, or with --any-order' }));
+      tasks.push(describe(task, 'waiting', { ...facts, reason, next_step: 'run pull-bundles again later, or with --any-order' }));
       continue;
     }
-    const outcome = await mergeIntoMain({
-      repo: project.repo_local,
+    const plan = await planMerge({
+      repo,
       mainRef,
       head: task.result_head!,
       message: `Merge ${task.branch}\n\ntask/${task.task_id}: ${task.spec_title}\nNode: ${task.node}\n`,
       env,
     });
+    if (plan.kind === 'blocked') {
+      session.log({ ...at, level: 'warn', kind: 'merge_waiting', message: `${task.task_id}: ${plan.reason}` });
+      tasks.push(describe(task, 'waiting', { ...facts, reason: plan.reason, next_step: 'run pull-bundles again' }));
+      continue;
+    }
+    if (plan.kind === 'conflicted') {
+      store.updateTask(project.name, task.task_id, { state: 'conflicted', conflict_paths: JSON.stringify(plan.paths), error: plan.messages.join('; ') || null });
+      session.log({ ...at, level: 'warn', kind: 'conflicted', message: `${task.task_id} (${task.branch}) conflicts with ${project.main_branch} in ${plan.paths.join(', ')}; not merged`, data: { paths: plan.paths, messages: plan.messages } });
+      const resolution = await handleConflict(ctx, session, project, store.getTask(project.name, task.task_id)!);
+      tasks.push({ ...attention(store.getTask(project.name, task.task_id)!, project), ...facts, ...resolution });
+      continue;
+    }
+    let verify: ReportTask['verify'];
+    if (plan.kind === 'ready' && project.verify_command) {
+      const log = verifyLogPath(ctx.configDir, project.name, task.task_id);
+      const current = await gitOps.resolveCommit(repo, stagingRef);
+      await gitOps.updateRef(repo, stagingRef, plan.commit, current ?? ZERO_OID, `gsync: verify ${task.task_id}`);
+      session.log({ ...at, level: 'info', kind: 'verify_started', message: `testing ${task.task_id} merged into ${project.main_branch}: ${project.verify_command.join(' ')}`, data: { commit: plan.commit } });
+      const v = await runVerify({ repo, commit: plan.commit, argv: project.verify_command, timeoutSeconds: project.verify_timeout_seconds, logFile: log, env: ctx.env });
+      verify = { passed: v.passed, reason: v.reason, seconds: v.seconds, log, tail: v.tail };
+      store.updateTask(project.name, task.task_id, { verify_log: log });
+      if (!v.passed) {
+        const reason = `the merged tree failed the test gate: ${v.reason}`;
+        store.updateTask(project.name, task.task_id, { state: 'rejected', error: reason });
+        session.log({ ...at, level: 'error', kind: 'verify_failed', message: `${task.task_id} rejected: ${reason}`, data: { exit_code: v.exitCode, timed_out: v.timedOut, tail: v.tail, log } });
+        tasks.push({ ...attention(store.getTask(project.name, task.task_id)!, project), ...facts, verify });
+        continue;
+      }
+      session.log({ ...at, level: 'info', kind: 'verify_passed', message: `${task.task_id} passed the test gate in ${v.seconds.toFixed(1)} s` });
+    }
+    const outcome = plan.kind === 'already' ? ({ kind: 'merged', commit: plan.commit, already: true } as const) : await advanceMain(repo, mainRef, plan.main, plan.commit);
     if (outcome.kind === 'merged') {
       store.updateTask(project.name, task.task_id, { state: 'merged', merge_commit: outcome.commit, merged_at: store.timestamp() });
       session.log({ ...at, level: 'info', kind: 'merged', message: `merged ${task.task_id} (${task.branch}) into ${project.main_branch} as ${outcome.commit.slice(0, 12)}`, data: { commit: outcome.commit } });
-      tasks.push(describe(store.getTask(project.name, task.task_id)!, 'merged', { commits: task.result_commits ?? undefined, changed_paths: paths, merge_commit: outcome.commit }));
-    } else if (outcome.kind === 'conflicted') {
-      store.updateTask(project.name, task.task_id, { state: 'conflicted', conflict_paths: JSON.stringify(outcome.paths), error: outcome.messages.join('; ') || null });
-      session.log({ ...at, level: 'warn', kind: 'conflicted', message: `${task.task_id} (${task.branch}) conflicts with ${project.main_branch} in ${outcome.paths.join(', ')}; not merged`, data: { paths: outcome.paths, messages: outcome.messages } });
-      tasks.push({ ...attention(store.getTask(project.name, task.task_id)!, project), commits: task.result_commits ?? undefined, changed_paths: paths });
+      if (task.resolves) {
+        store.updateTask(project.name, task.resolves, { state: 'resolved', resolved_by: task.task_id });
+        session.log({ project: project.name, task_id: task.resolves, level: 'info', kind: 'resolved', message: `${task.resolves}'s conflict was resolved by ${task.task_id}, now merged` });
+      }
+      tasks.push(describe(store.getTask(project.name, task.task_id)!, 'merged', { ...facts, merge_commit: outcome.commit, ...(verify ? { verify } : {}) }));
     } else {
-      session.log({ ...at, level: 'warn', kind: 'merge_waiting', message: `${task.task_id}: ${outcome.reason}` });
-      tasks.push(describe(task, 'waiting', { reason: outcome.reason, commits: task.result_commits ?? undefined, changed_paths: paths, next_step: 'run pull-bundles again once the checkout is clean' }));
+      const reason = outcome.kind === 'blocked' ? outcome.reason : 'main changed';
+      session.log({ ...at, level: 'warn', kind: 'merge_waiting', message: `${task.task_id}: ${reason}` });
+      tasks.push(describe(task, 'waiting', { ...facts, reason, next_step: 'run pull-bundles again once the checkout is clean', ...(verify ? { verify } : {}) }));
     }
   }
+}
+
+/** Conflicts among the collected tasks, before any of them merges. */
+async function forecast(session: Session, project: ProjectConfig, mainRef: string): Promise<Forecast | undefined> {
+  const collected = session.store.listTasks(project.name, ['collected']);
+  const main = await gitOps.resolveCommit(project.repo_local, mainRef);
+  if (!main || collected.length === 0) return undefined;
+  const f = await forecastConflicts(
+    project.repo_local,
+    main,
+    collected.map((t) => ({ task_id: t.task_id, head: t.result_head!, paths: t.changed_paths ? (JSON.parse(t.changed_paths) as string[]) : [] })),
+  );
+  if (f.with_main.length + f.pairs.length > 0) {
+    const what = [...f.with_main.map((m) => `${m.task_id} with main`), ...f.pairs.map((p) => `${p.a} with ${p.b}`)].join(', ');
+    session.log({ project: project.name, level: 'warn', kind: 'forecast', message: `conflicts foreseen: ${what}`, data: f });
+  }
+  return f;
 }
 
 export function exitCodeFor(report: Pick<RunReport, 'tasks' | 'pending' | 'outstanding' | 'unreachable'>): number {
@@ -192,9 +294,30 @@ export function exitCodeFor(report: Pick<RunReport, 'tasks' | 'pending' | 'outst
   return EXIT.ok;
 }
 
-async function pullOnce(session: Session, project: ProjectConfig, mainRef: string, tasks: ReportTask[], unreachable: RunReport['unreachable'], anyOrder: boolean): Promise<void> {
-  await collectAll(session, project, tasks, unreachable);
-  await mergeAll(session, project, mainRef, tasks, anyOrder);
+async function pullOnce(ctx: Context, session: Session, project: ProjectConfig, mainRef: string, run: RunState, anyOrder: boolean): Promise<void> {
+  await collectAll(session, project, run.tasks, run.unreachable);
+  const f = await forecast(session, project, mainRef);
+  if (f) run.forecast = run.forecast ? mergeForecasts(run.forecast, f) : f;
+  await mergeAll(ctx, session, project, mainRef, run.tasks, anyOrder);
+}
+
+/** With --wait a run forecasts once per round; the report keeps everything any round foresaw. */
+function mergeForecasts(a: Forecast, b: Forecast): Forecast {
+  const withMain = new Map([...a.with_main, ...b.with_main].map((m) => [m.task_id, m]));
+  const pairs = new Map([...a.pairs, ...b.pairs].map((p) => [`${p.a} ${p.b}`, p]));
+  return {
+    main: b.main,
+    with_main: [...withMain.values()],
+    pairs: [...pairs.values()],
+    pairs_checked: a.pairs_checked + b.pairs_checked,
+    pairs_total: a.pairs_total + b.pairs_total,
+  };
+}
+
+interface RunState {
+  tasks: ReportTask[];
+  unreachable: RunReport['unreachable'];
+  forecast?: Forecast;
 }
 
 export async function pullBundles(ctx: Context, options: PullOptions): Promise<RunReport> {
@@ -208,18 +331,23 @@ export async function pullBundles(ctx: Context, options: PullOptions): Promise<R
     try {
       const started_at = ctx.now().toISOString();
       const main_before = await checkRepo(project, mainRef);
-      const tasks: ReportTask[] = [];
-      let unreachable: RunReport['unreachable'] = [];
+      const run: RunState = { tasks: [], unreachable: [] };
+      const { tasks } = run;
       const deadline = Date.now() + (options.timeout ?? Infinity) * 1000;
       for (;;) {
-        unreachable = [];
+        run.unreachable = [];
         const waitingBefore = new Set(tasks.filter((t) => t.outcome === 'waiting').map((t) => t.task_id));
         for (let i = tasks.length - 1; i >= 0; i--) if (waitingBefore.has(tasks[i]!.task_id)) tasks.splice(i, 1);
-        await pullOnce(session, project, mainRef, tasks, unreachable, options.anyOrder ?? false);
+        await pullOnce(ctx, session, project, mainRef, run, options.anyOrder ?? false);
         // Waiting is for tasks still running on nodes; a merge waiting for a clean checkout needs the user.
         const running = store.listTasks(project.name, ['dispatched']);
         if (!options.wait || running.length === 0 || Date.now() >= deadline) break;
         await sleep((options.interval ?? 5) * 1000);
+      }
+      // A conflict whose resolution merged later in this same run needs nobody.
+      for (const t of tasks) {
+        const row = t.outcome === 'conflicted' ? store.getTask(project.name, t.task_id) : undefined;
+        if (row?.state === 'resolved') Object.assign(t, { outcome: 'resolved', next_step: undefined, reason: `resolved by ${row.resolved_by}, merged in this run` });
       }
       const touched = new Set(tasks.map((t) => t.task_id));
       const report: RunReport = {
@@ -232,7 +360,8 @@ export async function pullBundles(ctx: Context, options: PullOptions): Promise<R
         tasks,
         pending: store.listTasks(project.name, ['dispatched', 'dispatching']).map((t) => ({ task_id: t.task_id, node: t.node, node_state: t.node_state })),
         outstanding: store.listTasks(project.name, ATTENTION_STATES).filter((t) => !touched.has(t.task_id)).map((t) => attention(t, project)),
-        unreachable,
+        unreachable: run.unreachable,
+        ...(run.forecast ? { forecast: run.forecast } : {}),
         exit_code: 0,
       };
       report.exit_code = exitCodeFor(report);

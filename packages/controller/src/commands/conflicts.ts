@@ -1,0 +1,46 @@
+import { checkName, gitOps } from '@gsync/core';
+import { getProject } from '../config.js';
+import { openSession, type Context } from '../context.js';
+import { forecastConflicts, type Forecast } from '../forecast.js';
+import { checkRepo } from '../repo.js';
+
+export interface ConflictsOptions {
+  project: string;
+}
+
+export interface ConflictsResult extends Forecast {
+  project: string;
+  main_branch: string;
+  /** The collected tasks the forecast looked at, in dispatch order. */
+  tasks: string[];
+  /** Tasks already known to conflict (from an earlier pull), with their paths. */
+  conflicted: { task_id: string; paths: string[]; resolved_by: string | null }[];
+}
+
+/**
+ * The conflict forecast on its own: which collected (not yet merged) tasks
+ * conflict with main and with each other. Reads only; moves no ref.
+ */
+export async function conflicts(ctx: Context, options: ConflictsOptions): Promise<ConflictsResult> {
+  const session = await openSession(ctx);
+  try {
+    const project = getProject(session.config, checkName('project', options.project));
+    const mainRef = `refs/heads/${project.main_branch}`;
+    const main = await checkRepo(project, mainRef);
+    const collected = session.store.listTasks(project.name, ['collected']);
+    const forecast = await forecastConflicts(
+      project.repo_local,
+      main,
+      collected.map((t) => ({ task_id: t.task_id, head: t.result_head!, paths: t.changed_paths ? (JSON.parse(t.changed_paths) as string[]) : [] })),
+    );
+    const conflicted = [];
+    for (const t of session.store.listTasks(project.name, ['conflicted'])) {
+      if (t.result_head && (await gitOps.resolveCommit(project.repo_local, t.result_head))) {
+        conflicted.push({ task_id: t.task_id, paths: t.conflict_paths ? (JSON.parse(t.conflict_paths) as string[]) : [], resolved_by: t.resolved_by });
+      }
+    }
+    return { project: project.name, main_branch: project.main_branch, tasks: collected.map((t) => t.task_id), conflicted, ...forecast };
+  } finally {
+    session.close();
+  }
+}
