@@ -1,6 +1,7 @@
 // The main job end to end, on two nodes that need no SSH server (transport
 // "local": the same protocol and the same gsync-node file, run in a folder):
-// three tasks dispatched to two nodes, collected, merged, one conflict shown.
+// three tasks dispatched to two nodes, collected, merged, one conflict shown,
+// then resolved by a (fake) agent and merged.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const ctl = join(root, 'packages/controller/bin/gsync-ctl.js');
 const agent = join(root, 'fixtures/agents/edit.mjs');
+const resolver = join(root, 'fixtures/agents/resolve.mjs');
 const work = mkdtempSync(join(tmpdir(), 'gsync-demo-'));
 const repo = join(work, 'shop');
 const config = join(work, 'config');
@@ -42,6 +44,7 @@ write(join(config, 'nodes.json'), JSON.stringify({
     { name: 'vm-1', transport: 'local', agent: ['node', agent, '{spec_file}'] },
     { name: 'gpu-1', transport: 'local', agent: ['node', agent, '{spec_file}'] },
   ],
+  agents: { fixer: ['node', resolver, '{spec_file}'] },
 }, null, 2));
 write(join(config, 'projects.json'), JSON.stringify({ shop: { repo_local: repo, main_branch: 'main', sync_mode: 'bundle' } }, null, 2));
 const spec = (name, text) => {
@@ -64,6 +67,11 @@ const pullExit = run('pull-bundles', '--project', 'shop', '--wait', '--interval'
 heading('merge_report.md');
 console.log(readFileSync(join(config, 'reports/shop/merge_report.md'), 'utf8'));
 
+heading('resolve: an agent merges the conflicted branch on top of main and resolves the markers');
+console.log(readFileSync(join(config, 'reports/shop/S03/conflict_resolution_spec.md'), 'utf8').split('\n').slice(0, 12).join('\n') + '\n[...]');
+const resolveExit = run('resolve', '--project', 'shop', '--task', 'S03', '--agent', 'fixer');
+const secondPull = run('pull-bundles', '--project', 'shop', '--wait', '--interval', '0.5');
+
 heading('status');
 run('status', '--project', 'shop');
 
@@ -71,10 +79,10 @@ heading('main after the merges');
 console.log(git('log', '--graph', '--oneline', '--decorate', 'main'));
 console.log(`schemas/pack.py: ${git('show', 'main:schemas/pack.py').trim()}`);
 console.log(`api/pack.py:     ${git('show', 'main:api/pack.py').trim()}`);
-console.log(`app/config.py:   ${git('show', 'main:app/config.py').split('\n')[0]}`);
+console.log(`app/config.py:   ${git('show', 'main:app/config.py').split('\n').slice(0, 2).join(' | ')}`);
 
-const expected = pullExit === 3;
+const expected = pullExit === 3 && resolveExit === 0 && secondPull === 0;
 console.log(expected
-  ? '\nDemo finished as expected: two tasks merged, the conflicting one reported (pull-bundles exit 3), nothing overwritten.'
-  : `\nDemo did NOT end as expected (pull-bundles exit ${pullExit}).`);
+  ? '\nDemo finished as expected: two tasks merged, the conflicting one reported (pull-bundles exit 3) and then resolved by an agent (exit 0), nothing overwritten.'
+  : `\nDemo did NOT end as expected (pull-bundles exit ${pullExit}, resolve exit ${resolveExit}, second pull exit ${secondPull}).`);
 process.exitCode = expected ? 0 : 1;
