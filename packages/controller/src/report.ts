@@ -42,6 +42,8 @@ export interface RunReport {
   unreachable: { node: string; error: string }[];
   /** Conflicts foreseen among the collected tasks before anything merged. */
   forecast?: Forecast;
+  /** Time spent asking nodes and fetching results, forecasting, and merging (with the test gate), over all rounds. */
+  timings?: { collect_seconds: number; forecast_seconds: number; merge_seconds: number };
   report_path?: string;
   exit_code: number;
 }
@@ -97,6 +99,7 @@ export function renderReport(r: RunReport): string {
     '',
     `- run: ${r.started_at} → ${r.finished_at}`,
     `- ${r.main_ref}: ${short(r.main_before)} → ${short(r.main_after)}`,
+    ...(r.timings ? [`- time: collect ${r.timings.collect_seconds.toFixed(1)} s, forecast ${r.timings.forecast_seconds.toFixed(1)} s, merge ${r.timings.merge_seconds.toFixed(1)} s`] : []),
     `- merged ${count('merged')}, conflicted ${count('conflicted')}, conflicted then resolved ${count('resolved')}, empty ${count('empty')}, failed ${count('failed') + count('timeout')}, rejected ${count('rejected')}, waiting ${count('waiting')}, still running ${r.pending.length}`,
     '',
   ];

@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import pLimit from 'p-limit';
 import { ZERO_OID, checkName, errorMessage, gitOps, writeFileAtomic, type TaskReport } from '@gsync/core';
 import { collectTask } from '../collect.js';
@@ -295,10 +296,17 @@ export function exitCodeFor(report: Pick<RunReport, 'tasks' | 'pending' | 'outst
 }
 
 async function pullOnce(ctx: Context, session: Session, project: ProjectConfig, mainRef: string, run: RunState, anyOrder: boolean): Promise<void> {
+  const t0 = performance.now();
   await collectAll(session, project, run.tasks, run.unreachable);
+  const t1 = performance.now();
   const f = await forecast(session, project, mainRef);
   if (f) run.forecast = run.forecast ? mergeForecasts(run.forecast, f) : f;
+  const t2 = performance.now();
   await mergeAll(ctx, session, project, mainRef, run.tasks, anyOrder);
+  const t3 = performance.now();
+  run.timings.collect_seconds += (t1 - t0) / 1000;
+  run.timings.forecast_seconds += (t2 - t1) / 1000;
+  run.timings.merge_seconds += (t3 - t2) / 1000;
 }
 
 /** With --wait a run forecasts once per round; the report keeps everything any round foresaw. */
@@ -315,6 +323,7 @@ function mergeForecasts(a: Forecast, b: Forecast): Forecast {
 }
 
 interface RunState {
+  timings: NonNullable<RunReport['timings']>;
   tasks: ReportTask[];
   unreachable: RunReport['unreachable'];
   forecast?: Forecast;
@@ -331,7 +340,7 @@ export async function pullBundles(ctx: Context, options: PullOptions): Promise<R
     try {
       const started_at = ctx.now().toISOString();
       const main_before = await checkRepo(project, mainRef);
-      const run: RunState = { tasks: [], unreachable: [] };
+      const run: RunState = { tasks: [], unreachable: [], timings: { collect_seconds: 0, forecast_seconds: 0, merge_seconds: 0 } };
       const { tasks } = run;
       const deadline = Date.now() + (options.timeout ?? Infinity) * 1000;
       for (;;) {
@@ -362,6 +371,7 @@ export async function pullBundles(ctx: Context, options: PullOptions): Promise<R
         outstanding: store.listTasks(project.name, ATTENTION_STATES).filter((t) => !touched.has(t.task_id)).map((t) => attention(t, project)),
         unreachable: run.unreachable,
         ...(run.forecast ? { forecast: run.forecast } : {}),
+        timings: run.timings,
         exit_code: 0,
       };
       report.exit_code = exitCodeFor(report);
