@@ -108,7 +108,7 @@ describe('conflict forecast', () => {
     const repo = gitRepo({ 'shared.txt': 'one\ntwo\nthree\n', 'other.txt': 'x\n' });
     const { ctx, specs } = setup(repo);
     // S01 takes a while, so S02-S04 finish first and wait for it (dispatch order).
-    await dispatch(ctx, { project: 'proj', spec: specFile(specs, '1.md', '# slow\nsleep 3\nwrite other.txt y\n'), node: 'l1' });
+    await dispatch(ctx, { project: 'proj', spec: specFile(specs, '1.md', '# slow\nsleep 8\nwrite other.txt y\n'), node: 'l1' });
     for (const [i, word] of [[2, 'TWO'], [3, 'deux'], [4, 'zwei']] as const) {
       await dispatch(ctx, { project: 'proj', spec: specFile(specs, `${i}.md`, `# line two as ${word}\nset shared.txt 2 ${word}\n`), node: 'l2' });
     }

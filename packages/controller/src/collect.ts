@@ -1,11 +1,12 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FILES, ProtocolError, ZERO_OID, errorMessage, gitOps, incomingRef, type TaskResult } from '@gsync/core';
+import { FILES, ProtocolError, ZERO_OID, errorMessage, failpoint, gitOps, incomingRef, type SecretPolicy, type TaskResult } from '@gsync/core';
 import type { NodeConfig, ProjectConfig } from './config.js';
 import { downloadVerified } from './download.js';
 import { fetchTaskFile } from './remote.js';
 import type { TaskRow } from './store.js';
 import type { NodeTransport } from './transport.js';
+import { adoptQuarantine, dropQuarantine, inspectChanges, quarantinePack, type ResultLimits } from './inspect-result.js';
 import { headerProblem, readBundleHeader } from './verify-bundle.js';
 
 export type CollectOutcome =
@@ -19,6 +20,8 @@ export interface CollectRequest {
   result: TaskResult;
   transport: NodeTransport;
   maxBytes: number;
+  limits: ResultLimits;
+  policy: SecretPolicy;
 }
 
 /** Checks result.json against what this controller dispatched, before a byte of the bundle is read. */
@@ -59,6 +62,7 @@ export async function collectTask(req: CollectRequest): Promise<CollectOutcome> 
     await downloadVerified(bundle, result.bundle, (out) =>
       fetchTaskFile(req.transport, req.node, task.project, task.task_id, FILES.resultBundle, out),
     );
+    failpoint('pull:after-download');
     const header = await readBundleHeader(bundle).catch((error: unknown) => {
       throw new ProtocolError(`the result bundle is unreadable: ${errorMessage(error)}`);
     });
@@ -70,15 +74,34 @@ export async function collectTask(req: CollectRequest): Promise<CollectOutcome> 
     });
     if (headerIssue) return { kind: 'rejected', reason: headerIssue };
 
-    await gitOps.fetchRefs(repo, bundle, [`+refs/heads/${task.branch}:${quarantine}`]);
-    const fetched = await gitOps.resolveCommit(repo, quarantine);
-    if (fetched !== result.head) return { kind: 'rejected', reason: `the fetch wrote ${fetched ?? 'nothing'} to ${quarantine}, expected ${result.head}` };
-    if (!(await gitOps.isAncestor(repo, task.base_commit, fetched))) {
-      return { kind: 'rejected', reason: 'the result does not descend from the dispatched base' };
+    // Objects are fsck'd into a quarantine and the changes inspected there; only then
+    // does the pack enter the repository and the incoming ref get written.
+    const gitDir = await gitOps.gitDir(repo);
+    const q = await quarantinePack(repo, gitDir, bundle, header.packOffset);
+    try {
+      const problem = await inspectChanges({
+        repo,
+        env: q.env,
+        base: task.base_commit,
+        head: result.head,
+        mergeHead: task.merge_head ?? undefined,
+        limits: req.limits,
+        policy: req.policy,
+      });
+      if (problem) return { kind: 'rejected', reason: problem };
+      await adoptQuarantine(gitDir, q);
+      failpoint('pull:after-adopt');
+    } finally {
+      await dropQuarantine(q);
     }
+    await gitOps.git(repo, ['update-ref', '-m', 'gsync: incoming result', quarantine, result.head]);
+    const fetched = await gitOps.resolveCommit(repo, quarantine);
+    if (fetched !== result.head) return { kind: 'rejected', reason: `writing ${quarantine} gave ${fetched ?? 'nothing'}, expected ${result.head}` };
+    failpoint('pull:after-incoming');
     const branch = result.wip ? `${task.branch}-wip` : task.branch;
     const clash = await createBranch(repo, `refs/heads/${branch}`, fetched);
     if (clash) return { kind: 'rejected', reason: clash };
+    failpoint('pull:after-branch');
     return {
       kind: 'collected',
       head: fetched,

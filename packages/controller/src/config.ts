@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { z } from 'zod';
-import { BUILTIN_AGENT_PROFILES, ConfigError, DEFAULT_AGENT_ARGV, UsageError, describeZodError, isValidName } from '@gsync/core';
+import { BUILTIN_AGENT_PROFILES, ConfigError, compilePolicy, DEFAULT_AGENT_ARGV, UsageError, describeZodError, isValidName } from '@gsync/core';
 
 /**
  * nodes.json and projects.json. Both are JSON with comments allowed, and an
@@ -39,6 +39,13 @@ const GitConfig = z.object({
   conflict_handler: z.string().optional(),
 });
 
+/** What must never travel in a result (see the README's secrets section); lists add to the defaults. */
+const SecretsConfig = z.object({
+  deny_paths: z.array(z.string().min(1)).default([]),
+  allow_paths: z.array(z.string().min(1)).default([]),
+  deny_patterns: z.array(z.string().min(1)).default([]),
+});
+
 const NodesFile = z.object({
   nodes: z.array(NodeEntry),
   git_config: GitConfig.default(GitConfig.parse({})),
@@ -46,6 +53,10 @@ const NodesFile = z.object({
   ssh_config: z.string().optional(),
   agent_timeout_seconds: z.number().positive().default(3600),
   max_result_bytes: z.number().int().positive().default(2 * 1024 ** 3),
+  max_blob_bytes: z.number().int().positive().default(100 * 1024 ** 2),
+  max_result_paths: z.number().int().positive().default(100_000),
+  max_result_commits: z.number().int().positive().default(10_000),
+  secrets: SecretsConfig.default(SecretsConfig.parse({})),
 });
 
 const ProjectEntry = z.object({
@@ -60,6 +71,8 @@ const ProjectEntry = z.object({
   verify_timeout_seconds: z.number().positive().default(1800),
   /** Agent (profile name or argv) that resolves conflicts; overrides git_config.conflict_handler. */
   conflict_handler: agentRef.optional(),
+  /** Added to nodes.json's "secrets" for this project. */
+  secrets: SecretsConfig.optional(),
 });
 
 const ProjectsFile = z.record(z.string(), ProjectEntry);
@@ -80,6 +93,8 @@ export interface Config {
   sshConfig: string | undefined;
   agentTimeoutSeconds: number;
   maxResultBytes: number;
+  limits: { maxBlobBytes: number; maxPaths: number; maxCommits: number };
+  secrets: z.infer<typeof SecretsConfig>;
   warnings: string[];
 }
 
@@ -161,6 +176,7 @@ export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
   });
   for (const key of unknownKeys(rawNodes, Object.keys(NodesFile.shape))) warnings.push(`${nodesFile}: ${key}: unknown field, ignored`);
 
+  compilePolicy(nodesData.secrets, `${nodesFile}: secrets`);
   for (const key of unknownKeys((rawNodes as Record<string, unknown>).git_config, Object.keys(GitConfig.shape))) {
     warnings.push(`${nodesFile}: git_config.${key}: unknown field, ignored`);
   }
@@ -184,6 +200,7 @@ export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
       repo_local: expandUserPath(p.repo_local, home, dir),
       sync_mode: p.sync_mode ?? nodesData.git_config.default_sync_mode,
     });
+    if (p.secrets) compilePolicy(p.secrets, `${projectsFile}: ${projectName}.secrets`);
     for (const key of unknownKeys((rawProjects as Record<string, unknown>)[projectName], Object.keys(ProjectEntry.shape))) {
       warnings.push(`${projectsFile}: ${projectName}.${key}: unknown field, ignored`);
     }
@@ -200,6 +217,8 @@ export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
     sshConfig: nodesData.ssh_config ? expandUserPath(nodesData.ssh_config, home, dir) : undefined,
     agentTimeoutSeconds: nodesData.agent_timeout_seconds,
     maxResultBytes: nodesData.max_result_bytes,
+    limits: { maxBlobBytes: nodesData.max_blob_bytes, maxPaths: nodesData.max_result_paths, maxCommits: nodesData.max_result_commits },
+    secrets: nodesData.secrets,
     warnings,
   };
 }
@@ -247,4 +266,14 @@ export function conflictHandler(config: Config, project: ProjectConfig): string[
   if (project.conflict_handler !== undefined) return agentProfile(config, project.conflict_handler, `${config.projectsFile}: ${project.name}.conflict_handler`);
   if (config.git.conflict_handler !== undefined) return agentProfile(config, config.git.conflict_handler, `${config.nodesFile}: git_config.conflict_handler`);
   return undefined;
+}
+
+/** The secret policy of a project: nodes.json's lists plus the project's own. */
+export function secretPolicy(config: Config, project: ProjectConfig): { deny_paths: string[]; allow_paths: string[]; deny_patterns: string[] } {
+  const p = project.secrets;
+  return {
+    deny_paths: [...config.secrets.deny_paths, ...(p?.deny_paths ?? [])],
+    allow_paths: [...config.secrets.allow_paths, ...(p?.allow_paths ?? [])],
+    deny_patterns: [...config.secrets.deny_patterns, ...(p?.deny_patterns ?? [])],
+  };
 }

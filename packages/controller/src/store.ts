@@ -6,7 +6,9 @@ import { dirname } from 'node:path';
  * The controller's record of every task and every step (SQLite, WAL).
  * States: dispatching → dispatched → collected → merged | conflicted | rejected,
  * or empty / failed / timeout / rejected straight from the node's answer;
- * conflicted → resolved once the task that resolves it has merged.
+ * conflicted → resolved once the task that resolves it has merged;
+ * dispatched → stale when its node has not answered for stale_after_seconds;
+ * stale / failed / timeout / rejected → retried when `retry` sends its spec again.
  */
 export type TaskState =
   | 'dispatching'
@@ -18,10 +20,12 @@ export type TaskState =
   | 'failed'
   | 'timeout'
   | 'rejected'
-  | 'resolved';
+  | 'resolved'
+  | 'stale'
+  | 'retried';
 
 export const OPEN_STATES: readonly TaskState[] = ['dispatching', 'dispatched'];
-export const ATTENTION_STATES: readonly TaskState[] = ['conflicted', 'failed', 'timeout', 'rejected'];
+export const ATTENTION_STATES: readonly TaskState[] = ['conflicted', 'failed', 'timeout', 'rejected', 'stale'];
 
 export interface TaskRow {
   project: string;
@@ -57,10 +61,16 @@ export interface TaskRow {
   /** For a conflicted task: the task dispatched to resolve it. */
   resolved_by: string | null;
   verify_log: string | null;
+  /** The gsync-ctl process sending the task while it is `dispatching`: a dead one means an interrupted dispatch. */
+  dispatch_pid: number | null;
+  /** When the node last answered about this task. */
+  last_seen_at: string | null;
+  /** For a task made by `retry`: the task it replaces. */
+  retry_of: string | null;
 }
 
 export type NewTask = Pick<TaskRow, 'project' | 'task_id' | 'node' | 'branch' | 'base_ref' | 'base_commit' | 'spec_title' | 'spec_sha256' | 'state'> &
-  Partial<Pick<TaskRow, 'spec_text' | 'spec_files' | 'resolves' | 'merge_head'>>;
+  Partial<Pick<TaskRow, 'spec_text' | 'spec_files' | 'resolves' | 'merge_head' | 'dispatch_pid' | 'retry_of'>>;
 
 export interface EventRow {
   id: number;
@@ -118,6 +128,9 @@ const MIGRATIONS = [
    ALTER TABLE tasks ADD COLUMN merge_head TEXT;
    ALTER TABLE tasks ADD COLUMN resolved_by TEXT;
    ALTER TABLE tasks ADD COLUMN verify_log TEXT;`,
+  `ALTER TABLE tasks ADD COLUMN dispatch_pid INTEGER;
+   ALTER TABLE tasks ADD COLUMN last_seen_at TEXT;
+   ALTER TABLE tasks ADD COLUMN retry_of TEXT;`,
 ];
 
 export class Store {
@@ -158,11 +171,11 @@ export class Store {
       this.db
         .prepare(
           `INSERT INTO tasks (project, task_id, node, branch, seq, base_ref, base_commit, spec_title, spec_sha256, state, created_at,
-                              spec_text, spec_files, resolves, merge_head)
+                              spec_text, spec_files, resolves, merge_head, dispatch_pid, retry_of)
            VALUES (@project, @task_id, @node, @branch, @seq, @base_ref, @base_commit, @spec_title, @spec_sha256, @state, @created_at,
-                   @spec_text, @spec_files, @resolves, @merge_head)`,
+                   @spec_text, @spec_files, @resolves, @merge_head, @dispatch_pid, @retry_of)`,
         )
-        .run({ spec_text: null, spec_files: null, resolves: null, merge_head: null, ...row, seq, created_at: this.timestamp() });
+        .run({ spec_text: null, spec_files: null, resolves: null, merge_head: null, dispatch_pid: null, retry_of: null, ...row, seq, created_at: this.timestamp() });
       return this.getTask(row.project, row.task_id)!;
     })();
   }

@@ -26,6 +26,8 @@ export interface BundleExpectation {
  * the dispatched base as prerequisite (and, for a resolution, the head of the merged branch).
  */
 export function headerProblem(header: BundleHeader, expected: BundleExpectation): string | undefined {
+  const unknown = header.capabilities.filter((c) => c !== 'object-format=sha1');
+  if (unknown.length > 0) return `the bundle announces capabilities this repository cannot take: ${unknown.join(', ')}`;
   if (header.refs.length !== 1) {
     return `the bundle carries ${header.refs.length} refs (${header.refs.map((r) => r.ref).join(', ') || 'none'}); only ${expected.ref} is accepted`;
   }

@@ -10,12 +10,15 @@ export interface GitOptions {
   env?: Record<string, string>;
   /** Exit codes that are answers rather than failures. */
   okExitCodes?: readonly number[];
+  /** Keep stdout as bytes (in `stdoutBuffer`), for blob contents. */
+  encoding?: 'buffer';
 }
 
 export interface GitResult {
   stdout: string;
   stderr: string;
   exitCode: number;
+  stdoutBuffer?: Buffer;
 }
 
 export const ZERO_OID = '0'.repeat(40);
@@ -30,13 +33,16 @@ export async function git(cwd: string, args: readonly string[], options: GitOpti
     reject: false,
     stripFinalNewline: false,
     maxBuffer: 256 * 1024 * 1024,
+    encoding: options.encoding === 'buffer' ? 'buffer' : 'utf8',
   });
   const exitCode = result.exitCode ?? -1;
+  const text = (v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : String(v ?? ''));
   if (result.failed && !(options.okExitCodes ?? []).includes(exitCode)) {
-    const stderr = String(result.stderr ?? '') || String(result.message ?? '');
+    const stderr = text(result.stderr) || String(result.message ?? '');
     throw new GitError(args, result.exitCode, stderr, { cause: result.cause });
   }
-  return { stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? ''), exitCode };
+  const stdoutBuffer = result.stdout instanceof Uint8Array ? Buffer.from(result.stdout) : undefined;
+  return { stdout: stdoutBuffer ? '' : text(result.stdout), stderr: text(result.stderr), exitCode, ...(stdoutBuffer ? { stdoutBuffer } : {}) };
 }
 
 const lines = (s: string): string[] => s.split('\n').filter((l) => l !== '');
@@ -77,6 +83,16 @@ export async function changedPaths(cwd: string, from: string, to: string): Promi
 
 export async function addAll(cwd: string): Promise<void> {
   await git(cwd, ['add', '-A', '--', '.']);
+}
+
+/** Paths added or modified in the index against HEAD (deletions carry nothing to check). */
+export async function stagedFiles(cwd: string): Promise<string[]> {
+  return nulFields((await git(cwd, ['diff', '--cached', '--name-only', '--no-renames', '--diff-filter=AM', '-z'])).stdout);
+}
+
+/** Puts a path's index entry back as HEAD has it (out of the index when HEAD has none), leaving the file on disk. */
+export async function unstage(cwd: string, path: string): Promise<void> {
+  await git(cwd, ['--literal-pathspecs', 'reset', '-q', '--', path]);
 }
 
 export async function hasStagedChanges(cwd: string): Promise<boolean> {

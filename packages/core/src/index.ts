@@ -8,5 +8,7 @@ export * from './fs-atomic.js';
 export * from './bundle-header.js';
 export * from './process-group.js';
 export * from './conflict-markers.js';
+export * from './failpoint.js';
 export * as gitOps from './git.js';
 export { git, ZERO_OID, type GitOptions, type GitResult } from './git.js';
+export * from './secrets.js';

@@ -51,6 +51,11 @@ export const TaskManifest = z.object({
     timeout_seconds: z.number().positive(),
     kill_grace_seconds: z.number().nonnegative().default(5),
   }),
+  /** What the node must never commit (added to the built-in secret rules). */
+  policy: z
+    .object({ deny_paths: z.array(z.string()), allow_paths: z.array(z.string()), deny_patterns: z.array(z.string()) })
+    .partial()
+    .optional(),
   created_at: z.string(),
 });
 export type TaskManifest = z.infer<typeof TaskManifest>;
@@ -88,6 +93,8 @@ export const TaskResult = z.object({
   /** Work in progress of an agent that failed or timed out: reported, never merged. */
   wip: z.boolean(),
   agent_exit_code: z.number().int().nullable(),
+  /** Files the agent wrote that the node refused to commit (secrets); they stay on the node. */
+  withheld: z.array(z.object({ path: z.string(), rule: z.string() })).optional(),
   finished_at: z.string(),
 });
 export type TaskResult = z.infer<typeof TaskResult>;

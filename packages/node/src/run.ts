@@ -8,9 +8,11 @@ import {
   commitSubject,
   errorMessage,
   expandAgentArgv,
+  failpoint,
   gitOps,
   hasConflictMarkers,
   runInProcessGroup,
+  scanFile,
   sha256File,
   writeJsonAtomic,
   type TaskResult,
@@ -82,7 +84,6 @@ function identity(manifest: TaskManifest): Record<string, string> {
 
 /** Commits what the agent left, then returns the head of the task branch. */
 async function commitWork(paths: TaskPaths, manifest: TaskManifest, wip: boolean, exitCode: number | null): Promise<string> {
-  await gitOps.addAll(paths.repo);
   // A resolution is a merge commit even when its tree equals the base's.
   if ((await gitOps.hasStagedChanges(paths.repo)) || (await gitOps.isMerging(paths.repo))) {
     const subject = commitSubject(manifest.task_id, manifest.spec.title) + (wip ? ' (work in progress)' : '');
@@ -94,7 +95,15 @@ async function commitWork(paths: TaskPaths, manifest: TaskManifest, wip: boolean
   return head;
 }
 
-async function writeResult(paths: TaskPaths, manifest: TaskManifest, head: string, wip: boolean, exitCode: number | null, now: () => Date): Promise<TaskResult> {
+async function writeResult(
+  paths: TaskPaths,
+  manifest: TaskManifest,
+  head: string,
+  wip: boolean,
+  exitCode: number | null,
+  now: () => Date,
+  withheld: { path: string; rule: string }[],
+): Promise<TaskResult> {
   const ref = `refs/heads/${manifest.branch}`;
   const current = await gitOps.resolveCommit(paths.repo, ref);
   await gitOps.updateRef(paths.repo, ref, head, current ?? gitOps.ZERO_OID, 'gsync: task result');
@@ -102,6 +111,7 @@ async function writeResult(paths: TaskPaths, manifest: TaskManifest, head: strin
   // The controller holds the base (and the merged branch of a resolution): leave them out.
   const known = [manifest.base.commit, ...(manifest.merge ? [manifest.merge.commit] : [])];
   await gitOps.createBundle(paths.repo, paths.resultBundle, [ref, ...known.map((c) => `^${c}`)]);
+  failpoint('node:after-bundle');
   const result: TaskResult = {
     protocol: PROTOCOL_VERSION,
     project: manifest.project,
@@ -115,10 +125,78 @@ async function writeResult(paths: TaskPaths, manifest: TaskManifest, head: strin
     bundle: { name: FILES.resultBundle, size: (await stat(paths.resultBundle)).size, sha256: await sha256File(paths.resultBundle) },
     wip,
     agent_exit_code: exitCode,
+    ...(withheld.length > 0 ? { withheld } : {}),
     finished_at: now().toISOString(),
   };
   await writeJsonAtomic(paths.result, result);
+  failpoint('node:after-result');
   return result;
+}
+
+export interface AgentOutcome {
+  exitCode: number | null;
+  signal?: NodeJS.Signals | null;
+  timedOut: boolean;
+  error?: string | undefined;
+  /** Paths a resolution's merge left conflicted before the agent ran. */
+  conflicted: readonly string[];
+  /** Set when gsync-node itself was interrupted and a later call finishes the task. */
+  interrupted?: string;
+}
+
+/**
+ * Everything after the agent: withhold secrets, commit (as work in progress when the
+ * agent failed), bundle the result, and set the end state. Safe to run again on a
+ * task whose earlier run was killed half way: each step picks up what is there.
+ */
+export async function finishTask(paths: TaskPaths, manifest: TaskManifest, run: AgentOutcome, now: () => Date): Promise<TaskStatus> {
+  const step = (state: TaskStatus['state'], fields: Parameters<typeof setState>[2] = {}) => setState(paths.status, state, fields, now);
+  const left = await unresolved(paths, run.conflicted);
+  const failed = run.interrupted !== undefined || run.timedOut || run.exitCode !== 0 || left.length > 0;
+  await step('committing', { agent_exit_code: run.exitCode });
+  const withheld = await withholdSecrets(paths, manifest);
+  const head = await commitWork(paths, manifest, failed, run.exitCode);
+  failpoint('node:after-commit');
+  const changed = head !== manifest.base.commit;
+  if (changed && !(await gitOps.isAncestor(paths.repo, manifest.base.commit, head))) {
+    throw new ProtocolError('the agent left HEAD on a commit that does not descend from the base');
+  }
+  if (changed) {
+    await step('bundling');
+    await writeResult(paths, manifest, head, failed, run.exitCode, now, withheld);
+  }
+  const finished_at = now().toISOString();
+  const held = withheld.length > 0 ? `; withheld as secrets: ${withheld.map((w) => `${w.path} (${w.rule})`).join(', ')}` : '';
+  if (run.interrupted) return await step('failed', { finished_at, error: run.interrupted + held });
+  if (run.timedOut) {
+    return await step('timeout', { finished_at, error: `the agent ran longer than ${manifest.agent.timeout_seconds}s and was killed${held}` });
+  }
+  if (run.error) return await step('failed', { finished_at, error: `the agent could not start: ${run.error}` });
+  if (left.length > 0) return await step('failed', { finished_at, error: `the agent left conflict markers in ${left.join(', ')}${held}` });
+  if (run.exitCode !== 0) {
+    const how = run.signal ? `was killed by ${run.signal}` : `exited with code ${run.exitCode}`;
+    return await step('failed', { finished_at, error: `the agent ${how}${held}` });
+  }
+  return await step(changed ? 'done' : 'empty', { finished_at, ...(held ? { error: held.slice(2) } : {}) });
+}
+
+/**
+ * Stages everything, then takes back out of the index (never off the disk) each file
+ * the secret policy refuses, so it cannot be committed even if the agent deleted
+ * .gitignore. Returns what was held back, by path and rule, never by value.
+ */
+async function withholdSecrets(paths: TaskPaths, manifest: TaskManifest): Promise<{ path: string; rule: string }[]> {
+  await gitOps.addAll(paths.repo);
+  const staged = await gitOps.stagedFiles(paths.repo);
+  const withheld: { path: string; rule: string }[] = [];
+  for (const path of staged) {
+    const content = await readFile(join(paths.repo, path)).catch(() => undefined);
+    const findings = scanFile(path, content, manifest.policy ?? {});
+    if (findings.length === 0) continue;
+    await gitOps.unstage(paths.repo, path);
+    withheld.push({ path, rule: findings[0]!.rule });
+  }
+  return withheld;
 }
 
 /**
@@ -136,6 +214,7 @@ export async function runTask(options: RunOptions): Promise<TaskStatus> {
     await step('preparing', { pid: process.pid, started_at: started });
     await verifyBaseBundle(paths, manifest);
     const conflicted = await prepareRepo(paths, manifest);
+    failpoint('node:after-prepare');
     await step('running');
 
     const argv = expandAgentArgv(manifest.agent.argv, { spec: await readFile(paths.spec, 'utf8'), specFile: paths.spec });
@@ -150,31 +229,8 @@ export async function runTask(options: RunOptions): Promise<TaskStatus> {
         await step('running', { agent_pid: pid });
       },
     });
-    const left = await unresolved(paths, conflicted);
-    const failed = run.timedOut || run.exitCode !== 0 || left.length > 0;
-    await step('committing', { agent_exit_code: run.exitCode });
-    const head = await commitWork(paths, manifest, failed, run.exitCode);
-    const changed = head !== manifest.base.commit;
-    if (changed && !(await gitOps.isAncestor(paths.repo, manifest.base.commit, head))) {
-      throw new ProtocolError('the agent left HEAD on a commit that does not descend from the base');
-    }
-    if (changed) {
-      await step('bundling');
-      await writeResult(paths, manifest, head, failed, run.exitCode, now);
-    }
-    const finished_at = now().toISOString();
-    if (run.timedOut) {
-      return await step('timeout', { finished_at, error: `the agent ran longer than ${manifest.agent.timeout_seconds}s and was killed` });
-    }
-    if (run.error) return await step('failed', { finished_at, error: `the agent could not start: ${run.error}` });
-    if (left.length > 0) {
-      return await step('failed', { finished_at, error: `the agent left conflict markers in ${left.join(', ')}` });
-    }
-    if (run.exitCode !== 0) {
-      const how = run.signal ? `was killed by ${run.signal}` : `exited with code ${run.exitCode}`;
-      return await step('failed', { finished_at, error: `the agent ${how}` });
-    }
-    return await step(changed ? 'done' : 'empty', { finished_at });
+    failpoint('node:after-agent');
+    return await finishTask(paths, manifest, { ...run, conflicted }, now);
   } catch (error) {
     return await step('failed', { finished_at: now().toISOString(), error: errorMessage(error) });
   }

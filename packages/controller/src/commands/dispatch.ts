@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   FILES,
+  failpoint,
   PROTOCOL_VERSION,
   UsageError,
   checkName,
@@ -13,13 +14,14 @@ import {
   taskBranch,
   type TaskManifest,
 } from '@gsync/core';
-import { getNode, getProject, resolveAgent, type Config, type NodeConfig, type ProjectConfig } from '../config.js';
+import { getNode, getProject, resolveAgent, secretPolicy, type Config, type NodeConfig, type ProjectConfig } from '../config.js';
 import { withNode } from '../connect.js';
 import { openSession, type Context, type Session } from '../context.js';
 import { loadNodeTool } from '../node-tool.js';
 import { ensureNodeTool, sendTask } from '../remote.js';
 import { readSpec, specFiles, type Spec } from '../spec.js';
-import { OPEN_STATES, type Store, type TaskRow } from '../store.js';
+import { OPEN_STATES, type NewTask, type Store, type TaskRow } from '../store.js';
+import { recoverDispatching } from '../recover.js';
 import { checkRepo } from '../repo.js';
 
 export interface DispatchOptions {
@@ -40,6 +42,8 @@ export interface DispatchResult {
   /** Running tasks given the same files (from the specs' "Files:" lists). */
   warnings: string[];
   resolves?: string;
+  /** True when this dispatch found its own earlier, interrupted attempt already on the node. */
+  recovered?: boolean;
 }
 
 /** The node with the fewest open tasks; ties go to the one listed first. */
@@ -79,11 +83,36 @@ export function overlapWarnings(store: Store, project: string, files: readonly s
 export interface TaskToSend {
   project: ProjectConfig;
   node: NodeConfig;
-  taskId: string;
+  /** Default: the next free id, taken atomically. */
+  taskId?: string | undefined;
   spec: Pick<Spec, 'data' | 'text' | 'title' | 'sha256'>;
   agent: string[];
   /** A conflict resolution: the conflicted task, whose branch the node merges first. */
   resolves?: { task: TaskRow; ref: string; commit: string };
+  /** For `retry`: the task whose spec this sends again. */
+  retryOf?: string;
+}
+
+/** Inserts the task's row as `dispatching` under its id (the next free one when none is given). */
+function reserveTask(session: Session, req: TaskToSend, fields: Omit<NewTask, 'project' | 'task_id' | 'node' | 'branch' | 'state'>): { taskId: string; branch: string } {
+  const { config, store } = session;
+  const { project, node } = req;
+  for (let attempt = 0; ; attempt++) {
+    const taskId = req.taskId ?? nextTaskId(store.taskIds(project.name));
+    const branch = taskBranch(project.name, taskId, node.name, config.git.branch_prefix);
+    try {
+      store.insertTask({ ...fields, project: project.name, task_id: taskId, node: node.name, branch, state: 'dispatching', dispatch_pid: process.pid });
+      return { taskId, branch };
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'SQLITE_CONSTRAINT_PRIMARYKEY') throw error;
+      const existing = store.getTask(project.name, taskId);
+      if (req.taskId || attempt > 100) {
+        throw new UsageError(`task ${taskId} of ${project.name} already exists (on ${existing?.node ?? '?'}, ${existing?.state ?? '?'})`, {
+          hint: 'choose another --task, or leave it out to take the next free id',
+        });
+      }
+    }
+  }
 }
 
 /**
@@ -93,57 +122,54 @@ export interface TaskToSend {
  */
 export async function sendNewTask(ctx: Context, session: Session, req: TaskToSend): Promise<DispatchResult> {
   const { config, store } = session;
-  const { project, node, taskId, spec } = req;
-  const existing = store.getTask(project.name, taskId);
-  if (existing) {
-    throw new UsageError(`task ${taskId} of ${project.name} already exists (on ${existing.node}, ${existing.state})`, {
-      hint: 'choose another --task, or leave it out to take the next free id',
-    });
-  }
+  const { project, node, spec } = req;
   const baseRef = `refs/heads/${project.main_branch}`;
   const baseCommit = await checkRepo(project, baseRef);
-  const branch = taskBranch(project.name, taskId, node.name, config.git.branch_prefix);
   const tool = await loadNodeTool(ctx.nodeToolPath);
   const files = specFiles(spec.text);
   const warnings = overlapWarnings(store, project.name, files);
+  // The row is the reservation of the id: two controllers dispatching at once get different ids.
+  const { taskId, branch } = reserveTask(session, req, {
+    base_ref: baseRef,
+    base_commit: baseCommit,
+    spec_title: spec.title,
+    spec_sha256: spec.sha256,
+    spec_text: spec.text,
+    spec_files: JSON.stringify(files),
+    resolves: req.resolves?.task.task_id ?? null,
+    merge_head: req.resolves?.commit ?? null,
+    retry_of: req.retryOf ?? null,
+  });
+  failpoint('dispatch:after-reserve');
 
   const temp = await mkdtemp(join(tmpdir(), 'gsync-dispatch-'));
   try {
     const bundlePath = join(temp, FILES.baseBundle);
-    await gitOps.createBundle(project.repo_local, bundlePath, [baseRef, ...(req.resolves ? [req.resolves.ref] : [])]);
-    const bundle = { name: FILES.baseBundle, size: (await stat(bundlePath)).size, sha256: await sha256File(bundlePath) };
-    const manifest: TaskManifest = {
-      protocol: PROTOCOL_VERSION,
-      project: project.name,
-      task_id: taskId,
-      node: node.name,
-      branch,
-      base: { ref: baseRef, commit: baseCommit },
-      ...(req.resolves ? { merge: { ref: req.resolves.ref, commit: req.resolves.commit } } : {}),
-      bundle,
-      spec: { name: FILES.spec, sha256: spec.sha256, title: spec.title },
-      agent: {
-        argv: req.agent,
-        timeout_seconds: project.agent_timeout_seconds ?? node.agent_timeout_seconds ?? config.agentTimeoutSeconds,
-        kill_grace_seconds: 5,
-      },
-      created_at: ctx.now().toISOString(),
-    };
-    store.insertTask({
-      project: project.name,
-      task_id: taskId,
-      node: node.name,
-      branch,
-      base_ref: baseRef,
-      base_commit: baseCommit,
-      spec_title: spec.title,
-      spec_sha256: spec.sha256,
-      spec_text: spec.text,
-      spec_files: JSON.stringify(files),
-      resolves: req.resolves?.task.task_id ?? null,
-      merge_head: req.resolves?.commit ?? null,
-      state: 'dispatching',
+    const manifest = await (async (): Promise<TaskManifest> => {
+      await gitOps.createBundle(project.repo_local, bundlePath, [baseRef, ...(req.resolves ? [req.resolves.ref] : [])]);
+      return {
+        protocol: PROTOCOL_VERSION,
+        project: project.name,
+        task_id: taskId,
+        node: node.name,
+        branch,
+        base: { ref: baseRef, commit: baseCommit },
+        ...(req.resolves ? { merge: { ref: req.resolves.ref, commit: req.resolves.commit } } : {}),
+        bundle: { name: FILES.baseBundle, size: (await stat(bundlePath)).size, sha256: await sha256File(bundlePath) },
+        spec: { name: FILES.spec, sha256: spec.sha256, title: spec.title },
+        agent: {
+          argv: req.agent,
+          timeout_seconds: project.agent_timeout_seconds ?? node.agent_timeout_seconds ?? config.agentTimeoutSeconds,
+          kill_grace_seconds: 5,
+        },
+        policy: secretPolicy(config, project),
+        created_at: ctx.now().toISOString(),
+      };
+    })().catch((error: unknown) => {
+      store.deleteTask(project.name, taskId);
+      throw error;
     });
+    const bundle = manifest.bundle;
     const at = { project: project.name, task_id: taskId, node: node.name };
     for (const warning of warnings) session.log({ ...at, level: 'warn', kind: 'overlap_warning', message: `${taskId}: ${warning}` });
     try {
@@ -158,7 +184,8 @@ export async function sendNewTask(ctx: Context, session: Session, req: TaskToSen
         });
         return { installed, answer };
       });
-      store.updateTask(project.name, taskId, { state: 'dispatched', dispatched_at: store.timestamp(), node_state: answer.start?.state ?? 'received' });
+      failpoint('dispatch:after-send');
+      store.updateTask(project.name, taskId, { state: 'dispatched', dispatched_at: store.timestamp(), node_state: answer.start?.state ?? 'received', dispatch_pid: null, last_seen_at: store.timestamp() });
       if (req.resolves) store.updateTask(project.name, req.resolves.task.task_id, { resolved_by: taskId });
       session.log({
         ...at,
@@ -197,7 +224,13 @@ export async function dispatch(ctx: Context, options: DispatchOptions): Promise<
     const node = options.node ? getNode(config, options.node) : pickNode(config, store);
     const agent = resolveAgent(config, project, node);
     const spec = await readSpec(options.spec, agent);
-    const taskId = checkName('task id', options.task ?? nextTaskId(store.taskIds(project.name)));
+    const taskId = options.task === undefined ? undefined : checkName('task id', options.task);
+    const recovered = await recoverDispatching(session, project);
+    const again = recovered.find((t) => t.spec_sha256 === spec.sha256 && t.state === 'dispatched' && (taskId === undefined || t.task_id === taskId));
+    if (again) {
+      // The same dispatch was cut off after the node had the task: finish it rather than send it twice.
+      return { project: project.name, task_id: again.task_id, node: again.node, branch: again.branch, base_commit: again.base_commit, bundle_bytes: 0, tool_installed: false, warnings: [], recovered: true };
+    }
     return await sendNewTask(ctx, session, { project, node, taskId, spec, agent });
   } finally {
     session.close();

@@ -1,14 +1,16 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pLimit from 'p-limit';
-import { ZERO_OID, checkName, errorMessage, gitOps, writeFileAtomic, type TaskReport } from '@gsync/core';
+import { ZERO_OID, checkName, errorMessage, failpoint, gitOps, writeFileAtomic, type TaskReport } from '@gsync/core';
 import { collectTask } from '../collect.js';
-import { conflictHandler, getNode, getProject, type ProjectConfig } from '../config.js';
+import { conflictHandler, getNode, getProject, secretPolicy, type ProjectConfig } from '../config.js';
 import { withNode } from '../connect.js';
 import { openSession, type Context, type Session } from '../context.js';
 import { acquireLock } from '../lock.js';
 import { forecastConflicts, type Forecast } from '../forecast.js';
+import { sweepQuarantines } from '../inspect-result.js';
+import { recoverDispatching } from '../recover.js';
 import { advanceMain, mergeIdentity, planMerge } from '../merge.js';
 import { conflictPicture, dispatchResolution, resolutionSpec, resolutionSpecPath, resolveCommand } from '../resolution.js';
 import { runVerify } from '../verify.js';
@@ -88,7 +90,7 @@ async function collectAll(session: Session, project: ProjectConfig, tasks: Repor
             for (const task of nodeTasks) {
               const report = reports.find((r) => r.task_id === task.task_id);
               await settle(session, project, task, report, async (result) =>
-                collectTask({ project, node, task, result, transport: t, maxBytes: config.maxResultBytes }), tasks);
+                collectTask({ project, node, task, result, transport: t, maxBytes: config.maxResultBytes, limits: config.limits, policy: secretPolicy(config, project) }), tasks);
             }
           });
         } catch (error) {
@@ -251,9 +253,11 @@ async function mergeAll(ctx: Context, session: Session, project: ProjectConfig, 
         tasks.push({ ...attention(store.getTask(project.name, task.task_id)!, project), ...facts, verify });
         continue;
       }
+      failpoint('pull:after-verify');
       session.log({ ...at, level: 'info', kind: 'verify_passed', message: `${task.task_id} passed the test gate in ${v.seconds.toFixed(1)} s` });
     }
     const outcome = plan.kind === 'already' ? ({ kind: 'merged', commit: plan.commit, already: true } as const) : await advanceMain(repo, mainRef, plan.main, plan.commit);
+    failpoint('pull:after-advance');
     if (outcome.kind === 'merged') {
       store.updateTask(project.name, task.task_id, { state: 'merged', merge_commit: outcome.commit, merged_at: store.timestamp() });
       session.log({ ...at, level: 'info', kind: 'merged', message: `merged ${task.task_id} (${task.branch}) into ${project.main_branch} as ${outcome.commit.slice(0, 12)}`, data: { commit: outcome.commit } });
@@ -322,6 +326,16 @@ function mergeForecasts(a: Forecast, b: Forecast): Forecast {
   };
 }
 
+/** How long a pull waits for another gsync-ctl holding the project before it gives up (exit 6). */
+const LOCK_WAIT_MS = 15_000;
+
+/** What a crashed run may have left in the repository's gsync folder: quarantines and partial downloads. */
+async function sweepLeftovers(repo: string): Promise<void> {
+  const gitDir = await gitOps.gitDir(repo);
+  await sweepQuarantines(gitDir);
+  await rm(join(gitDir, 'gsync', 'incoming'), { recursive: true, force: true });
+}
+
 interface RunState {
   timings: NonNullable<RunReport['timings']>;
   tasks: ReportTask[];
@@ -336,57 +350,70 @@ export async function pullBundles(ctx: Context, options: PullOptions): Promise<R
     const { config, store } = session;
     const project = getProject(config, checkName('project', options.project));
     const mainRef = `refs/heads/${project.main_branch}`;
-    const release = await acquireLock(join(ctx.configDir, 'locks', `${project.name}.lock`), `project ${project.name}`);
-    try {
-      const started_at = ctx.now().toISOString();
-      const main_before = await checkRepo(project, mainRef);
-      const run: RunState = { tasks: [], unreachable: [], timings: { collect_seconds: 0, forecast_seconds: 0, merge_seconds: 0 } };
-      const { tasks } = run;
-      const deadline = Date.now() + (options.timeout ?? Infinity) * 1000;
-      for (;;) {
-        run.unreachable = [];
-        const waitingBefore = new Set(tasks.filter((t) => t.outcome === 'waiting').map((t) => t.task_id));
-        for (let i = tasks.length - 1; i >= 0; i--) if (waitingBefore.has(tasks[i]!.task_id)) tasks.splice(i, 1);
+    const lockFile = join(ctx.configDir, 'locks', `${project.name}.lock`);
+    // The lock is held for one round at a time, so a dispatch or resolve can slip in while --wait sleeps.
+    const locked = async <T>(fn: () => Promise<T>): Promise<T> => {
+      const release = await acquireLock(lockFile, `project ${project.name}`, { waitMs: LOCK_WAIT_MS });
+      try {
+        return await fn();
+      } finally {
+        await release();
+      }
+    };
+    const started_at = ctx.now().toISOString();
+    const main_before = await checkRepo(project, mainRef);
+    const run: RunState = { tasks: [], unreachable: [], timings: { collect_seconds: 0, forecast_seconds: 0, merge_seconds: 0 } };
+    const { tasks } = run;
+    const deadline = Date.now() + (options.timeout ?? Infinity) * 1000;
+    let first = true;
+    for (;;) {
+      run.unreachable = [];
+      const waitingBefore = new Set(tasks.filter((t) => t.outcome === 'waiting').map((t) => t.task_id));
+      for (let i = tasks.length - 1; i >= 0; i--) if (waitingBefore.has(tasks[i]!.task_id)) tasks.splice(i, 1);
+      await locked(async () => {
+        if (first) {
+          await sweepLeftovers(project.repo_local);
+          await recoverDispatching(session, project);
+        }
+        first = false;
         await pullOnce(ctx, session, project, mainRef, run, options.anyOrder ?? false);
-        // Waiting is for tasks still running on nodes; a merge waiting for a clean checkout needs the user.
-        const running = store.listTasks(project.name, ['dispatched']);
-        if (!options.wait || running.length === 0 || Date.now() >= deadline) break;
-        await sleep((options.interval ?? 5) * 1000);
-      }
-      // A conflict whose resolution merged later in this same run needs nobody.
-      for (const t of tasks) {
-        const row = t.outcome === 'conflicted' ? store.getTask(project.name, t.task_id) : undefined;
-        if (row?.state === 'resolved') Object.assign(t, { outcome: 'resolved', next_step: undefined, reason: `resolved by ${row.resolved_by}, merged in this run` });
-      }
-      const touched = new Set(tasks.map((t) => t.task_id));
-      const report: RunReport = {
-        project: project.name,
-        started_at,
-        finished_at: ctx.now().toISOString(),
-        main_ref: mainRef,
-        main_before,
-        main_after: (await checkRepo(project, mainRef)),
-        tasks,
-        pending: store.listTasks(project.name, ['dispatched', 'dispatching']).map((t) => ({ task_id: t.task_id, node: t.node, node_state: t.node_state })),
-        outstanding: store.listTasks(project.name, ATTENTION_STATES).filter((t) => !touched.has(t.task_id)).map((t) => attention(t, project)),
-        unreachable: run.unreachable,
-        ...(run.forecast ? { forecast: run.forecast } : {}),
-        timings: run.timings,
-        exit_code: 0,
-      };
-      report.exit_code = exitCodeFor(report);
-      const dir = join(ctx.configDir, 'reports', project.name);
-      await mkdir(dir, { recursive: true });
-      const stamp = started_at.replace(/[:.]/g, '-');
-      report.report_path = join(dir, `${stamp}-merge_report.md`);
-      const text = renderReport(report);
-      await writeFileAtomic(report.report_path, text);
-      await writeFileAtomic(join(dir, 'merge_report.md'), text);
-      session.log({ project: project.name, level: 'info', kind: 'pull_done', message: `report written to ${report.report_path}`, data: { exit_code: report.exit_code } });
-      return report;
-    } finally {
-      await release();
+      });
+      // Waiting is for tasks still running on nodes; a merge waiting for a clean checkout needs the user.
+      const running = store.listTasks(project.name, ['dispatched']);
+      if (!options.wait || running.length === 0 || Date.now() >= deadline) break;
+      await sleep((options.interval ?? 5) * 1000);
     }
+    // A conflict whose resolution merged later in this same run needs nobody.
+    for (const t of tasks) {
+      const row = t.outcome === 'conflicted' ? store.getTask(project.name, t.task_id) : undefined;
+      if (row?.state === 'resolved') Object.assign(t, { outcome: 'resolved', next_step: undefined, reason: `resolved by ${row.resolved_by}, merged in this run` });
+    }
+    const touched = new Set(tasks.map((t) => t.task_id));
+    const report: RunReport = {
+      project: project.name,
+      started_at,
+      finished_at: ctx.now().toISOString(),
+      main_ref: mainRef,
+      main_before,
+      main_after: await checkRepo(project, mainRef),
+      tasks,
+      pending: store.listTasks(project.name, ['dispatched', 'dispatching']).map((t) => ({ task_id: t.task_id, node: t.node, node_state: t.node_state })),
+      outstanding: store.listTasks(project.name, ATTENTION_STATES).filter((t) => !touched.has(t.task_id)).map((t) => attention(t, project)),
+      unreachable: run.unreachable,
+      ...(run.forecast ? { forecast: run.forecast } : {}),
+      timings: run.timings,
+      exit_code: 0,
+    };
+    report.exit_code = exitCodeFor(report);
+    const dir = join(ctx.configDir, 'reports', project.name);
+    await mkdir(dir, { recursive: true });
+    const stamp = started_at.replace(/[:.]/g, '-');
+    report.report_path = join(dir, `${stamp}-merge_report.md`);
+    const text = renderReport(report);
+    await writeFileAtomic(report.report_path, text);
+    await writeFileAtomic(join(dir, 'merge_report.md'), text);
+    session.log({ project: project.name, level: 'info', kind: 'pull_done', message: `report written to ${report.report_path}`, data: { exit_code: report.exit_code } });
+    return report;
   } finally {
     session.close();
   }
