@@ -2,8 +2,9 @@ import { errorMessage } from '@gsync/core';
 import { getNode, type ProjectConfig } from './config.js';
 import { withNode } from './connect.js';
 import { processAlive } from './lock.js';
-import type { Session } from './context.js';
-import { reportTasks } from './remote.js';
+import type { Context, Session } from './context.js';
+import { loadNodeTool } from './node-tool.js';
+import { ensureNodeTool, reportTasks } from './remote.js';
 import type { TaskRow } from './store.js';
 
 /**
@@ -12,7 +13,7 @@ import type { TaskRow } from './store.js';
  * twice); if not, nothing reached the node and the row is removed. A node that
  * does not answer leaves the row for the next run. Returns the rows settled.
  */
-export async function recoverDispatching(session: Session, project: ProjectConfig): Promise<TaskRow[]> {
+export async function recoverDispatching(ctx: Context, session: Session, project: ProjectConfig): Promise<TaskRow[]> {
   const { store, config } = session;
   const orphans = store.listTasks(project.name, ['dispatching']).filter((t) => !t.dispatch_pid || !processAlive(t.dispatch_pid));
   const settled: TaskRow[] = [];
@@ -22,7 +23,12 @@ export async function recoverDispatching(session: Session, project: ProjectConfi
     const at = { project: project.name, node: nodeName };
     try {
       const node = getNode(config, nodeName);
-      const reports = await withNode(session.connect, node, (t) => reportTasks(t, node, project.name, tasks.map((x) => x.task_id)));
+      const tool = await loadNodeTool(ctx.nodeToolPath);
+      // gsync-node is installed before a task is sent: a dispatch cut before that left nothing on the node.
+      const reports = await withNode(session.connect, node, async (t) => {
+        await ensureNodeTool(t, node, tool);
+        return reportTasks(t, node, project.name, tasks.map((x) => x.task_id));
+      });
       for (const task of tasks) {
         const report = reports.find((r) => r.task_id === task.task_id);
         if (report?.exists) {

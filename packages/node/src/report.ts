@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { TaskResult, errorMessage, type TaskReport } from '@gsync/core';
 import { taskDir, taskPaths } from './paths.js';
+import { recoverInterrupted } from './recover.js';
 import { readStatus } from './status.js';
 
 async function readResult(path: string): Promise<TaskResult | null> {
@@ -18,6 +19,7 @@ export async function reportTasks(workRoot: string, project: string, taskIds: re
     taskIds.map(async (taskId): Promise<TaskReport> => {
       const paths = taskPaths(taskDir(workRoot, project, taskId));
       try {
+        await recoverInterrupted(paths);
         const status = await readStatus(paths.status);
         if (!status) return { task_id: taskId, exists: false, status: null, result: null };
         const final = ['done', 'failed', 'timeout'].includes(status.state);

@@ -225,7 +225,7 @@ export async function dispatch(ctx: Context, options: DispatchOptions): Promise<
     const agent = resolveAgent(config, project, node);
     const spec = await readSpec(options.spec, agent);
     const taskId = options.task === undefined ? undefined : checkName('task id', options.task);
-    const recovered = await recoverDispatching(session, project);
+    const recovered = await recoverDispatching(ctx, session, project);
     const again = recovered.find((t) => t.spec_sha256 === spec.sha256 && t.state === 'dispatched' && (taskId === undefined || t.task_id === taskId));
     if (again) {
       // The same dispatch was cut off after the node had the task: finish it rather than send it twice.

@@ -373,7 +373,7 @@ export async function pullBundles(ctx: Context, options: PullOptions): Promise<R
       await locked(async () => {
         if (first) {
           await sweepLeftovers(project.repo_local);
-          await recoverDispatching(session, project);
+          await recoverDispatching(ctx, session, project);
         }
         first = false;
         await pullOnce(ctx, session, project, mainRef, run, options.anyOrder ?? false);
