@@ -130,6 +130,20 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       },
     )
     .command(
+      'retry',
+      'send a stale, failed, timed-out or rejected task again, by default to another node',
+      (y) =>
+        y
+          .option('project', { type: 'string', demandOption: true })
+          .option('task', { type: 'string', demandOption: true, describe: 'the task to send again' })
+          .option('node', { type: 'string', describe: 'node name (default: the least busy other node)' }),
+      async (a) => {
+        const { retry } = await import('./commands/retry.js');
+        const r = await retry(context(a as unknown as Global), { project: a.project, task: a.task, node: a.node });
+        print(a.json ? JSON.stringify(r, null, 2) : `dispatched ${c.bold(r.task_id)} to ${c.bold(r.node)} on branch ${c.cyan(r.branch)} (retry of ${r.retry_of})`);
+      },
+    )
+    .command(
       'status',
       "show each task's node, state, branch and times",
       (y) => y.option('project', { type: 'string', demandOption: true }),
@@ -139,7 +153,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         print(a.json ? JSON.stringify(rows, null, 2) : renderStatus(c, rows));
       },
     )
-    .demandCommand(1, 'name a command: dispatch, pull-bundles, conflicts, resolve or status')
+    .demandCommand(1, 'name a command: dispatch, pull-bundles, conflicts, resolve, retry or status')
     .strict()
     .help()
     .version(false)

@@ -29,6 +29,8 @@ const NodeEntry = z.object({
   agent_timeout_seconds: z.number().positive().optional(),
   max_parallel: z.number().int().positive().default(4),
   connect_timeout_seconds: z.number().positive().default(20),
+  /** A task whose node has not answered for this long is marked stale (default: nodes.json's). */
+  stale_after_seconds: z.number().positive().optional(),
 });
 
 const GitConfig = z.object({
@@ -56,6 +58,7 @@ const NodesFile = z.object({
   max_blob_bytes: z.number().int().positive().default(100 * 1024 ** 2),
   max_result_paths: z.number().int().positive().default(100_000),
   max_result_commits: z.number().int().positive().default(10_000),
+  stale_after_seconds: z.number().positive().default(6 * 3600),
   secrets: SecretsConfig.default(SecretsConfig.parse({})),
 });
 
@@ -94,6 +97,7 @@ export interface Config {
   agentTimeoutSeconds: number;
   maxResultBytes: number;
   limits: { maxBlobBytes: number; maxPaths: number; maxCommits: number };
+  staleAfterSeconds: number;
   secrets: z.infer<typeof SecretsConfig>;
   warnings: string[];
 }
@@ -219,6 +223,7 @@ export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
     maxResultBytes: nodesData.max_result_bytes,
     limits: { maxBlobBytes: nodesData.max_blob_bytes, maxPaths: nodesData.max_result_paths, maxCommits: nodesData.max_result_commits },
     secrets: nodesData.secrets,
+    staleAfterSeconds: nodesData.stale_after_seconds,
     warnings,
   };
 }

@@ -1,7 +1,7 @@
 import type { Forecast } from './forecast.js';
 
 /** What one pull-bundles run did, as data (--json) and as merge_report.md. */
-export type Outcome = 'merged' | 'conflicted' | 'resolved' | 'empty' | 'failed' | 'timeout' | 'rejected' | 'waiting';
+export type Outcome = 'merged' | 'conflicted' | 'resolved' | 'empty' | 'failed' | 'timeout' | 'rejected' | 'stale' | 'waiting';
 
 export interface ReportTask {
   task_id: string;
@@ -100,7 +100,7 @@ export function renderReport(r: RunReport): string {
     `- run: ${r.started_at} → ${r.finished_at}`,
     `- ${r.main_ref}: ${short(r.main_before)} → ${short(r.main_after)}`,
     ...(r.timings ? [`- time: collect ${r.timings.collect_seconds.toFixed(1)} s, forecast ${r.timings.forecast_seconds.toFixed(1)} s, merge ${r.timings.merge_seconds.toFixed(1)} s`] : []),
-    `- merged ${count('merged')}, conflicted ${count('conflicted')}, conflicted then resolved ${count('resolved')}, empty ${count('empty')}, failed ${count('failed') + count('timeout')}, rejected ${count('rejected')}, waiting ${count('waiting')}, still running ${r.pending.length}`,
+    `- merged ${count('merged')}, conflicted ${count('conflicted')}, conflicted then resolved ${count('resolved')}, empty ${count('empty')}, failed ${count('failed') + count('timeout')}, rejected ${count('rejected')}, stale ${count('stale')}, waiting ${count('waiting')}, still running ${r.pending.length}`,
     '',
   ];
   if (r.forecast && r.forecast.pairs_total + r.forecast.with_main.length > 0) out.push(...forecastSection(r.forecast));

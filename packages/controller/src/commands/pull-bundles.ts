@@ -57,6 +57,11 @@ export function attention(task: TaskRow, project: Pick<ProjectConfig, 'name' | '
         ...(task.resolved_by ? { resolution_task: task.resolved_by } : {}),
         next_step: `main was left as it was; have an agent resolve it with \`${resolveCommand(project.name, task.task_id)}\`, or by hand: git checkout ${project.main_branch} && git merge ${task.branch}`,
       });
+    case 'stale':
+      return describe(task, 'stale', {
+        ...base,
+        next_step: `wait for ${task.node} to come back (pull again), or send the spec to another node with \`gsync-ctl retry --project ${project.name} --task ${task.task_id}\``,
+      });
     case 'rejected':
       return describe(task, 'rejected', {
         ...base,
@@ -75,7 +80,7 @@ export function attention(task: TaskRow, project: Pick<ProjectConfig, 'name' | '
 /** Asks each node about its open tasks and collects the finished ones. Nodes are handled in parallel. */
 async function collectAll(session: Session, project: ProjectConfig, tasks: ReportTask[], unreachable: RunReport['unreachable']): Promise<void> {
   const { store, config } = session;
-  const open = store.listTasks(project.name, ['dispatched']);
+  const open = store.listTasks(project.name, ['dispatched', 'stale']);
   const byNode = new Map<string, TaskRow[]>();
   for (const t of open) byNode.set(t.node, [...(byNode.get(t.node) ?? []), t]);
   const limit = pLimit(4);
@@ -95,11 +100,28 @@ async function collectAll(session: Session, project: ProjectConfig, tasks: Repor
           });
         } catch (error) {
           unreachable.push({ node: nodeName, error: errorMessage(error) });
+          markStale(session, project, nodeName, nodeTasks, errorMessage(error), tasks);
           session.log({ ...at, level: 'warn', kind: 'node_unreachable', message: `could not ask ${nodeName} about its tasks: ${errorMessage(error)}` });
         }
       }),
     ),
   );
+}
+
+/** Tasks on a node that has not answered for stale_after_seconds become `stale`: no longer waited for, ready for `retry`. */
+function markStale(session: Session, project: ProjectConfig, nodeName: string, nodeTasks: readonly TaskRow[], why: string, tasks: ReportTask[]): void {
+  const { store, config } = session;
+  const node = config.nodes.find((n) => n.name === nodeName);
+  const limit = (node?.stale_after_seconds ?? config.staleAfterSeconds) * 1000;
+  for (const task of nodeTasks) {
+    if (task.state !== 'dispatched') continue;
+    const since = task.last_seen_at ?? task.dispatched_at ?? task.created_at;
+    if (Date.now() - Date.parse(since) < limit) continue;
+    const error = `${nodeName} has not answered since ${since} (${why})`;
+    store.updateTask(project.name, task.task_id, { state: 'stale', error });
+    session.log({ project: project.name, task_id: task.task_id, node: nodeName, level: 'warn', kind: 'stale', message: `${task.task_id} is stale: ${error}` });
+    tasks.push(attention(store.getTask(project.name, task.task_id)!, project));
+  }
 }
 
 /** Moves one task on from what its node said. */
@@ -121,7 +143,8 @@ async function settle(
     tasks.push(attention(store.getTask(project.name, task.task_id)!, project));
     return;
   }
-  if (state !== task.node_state) store.updateTask(project.name, task.task_id, { node_state: state });
+  store.updateTask(project.name, task.task_id, { node_state: state, last_seen_at: store.timestamp(), ...(task.state === 'stale' ? { state: 'dispatched', error: null } : {}) });
+  if (task.state === 'stale') session.log({ ...at, level: 'info', kind: 'answering_again', message: `${task.task_id}: ${task.node} answers again (${state})` });
   if (!['done', 'empty', 'failed', 'timeout'].includes(state)) return;
   const finished_at = report.status?.finished_at ?? store.timestamp();
   if (state === 'empty') {
@@ -292,7 +315,7 @@ async function forecast(session: Session, project: ProjectConfig, mainRef: strin
 }
 
 export function exitCodeFor(report: Pick<RunReport, 'tasks' | 'pending' | 'outstanding' | 'unreachable'>): number {
-  const needsAttention = (t: ReportTask) => ['conflicted', 'failed', 'timeout', 'rejected'].includes(t.outcome);
+  const needsAttention = (t: ReportTask) => ['conflicted', 'failed', 'timeout', 'rejected', 'stale'].includes(t.outcome);
   if (report.tasks.some(needsAttention) || report.outstanding.length > 0) return EXIT.attention;
   if (report.unreachable.length > 0) return EXIT.ssh;
   if (report.pending.length > 0 || report.tasks.some((t) => t.outcome === 'waiting')) return EXIT.pending;
