@@ -142,6 +142,16 @@ function unknownKeys(raw: unknown, known: readonly string[]): string[] {
   return Object.keys(raw).filter((k) => !known.includes(k));
 }
 
+/** A secret policy that does not compile is bad config: named by file and field like every other. */
+function checkPolicy(policy: z.infer<typeof SecretsConfig>, file: string, prefix: string): void {
+  try {
+    compilePolicy(policy, file);
+  } catch (error) {
+    if (error instanceof ConfigError) throw new ConfigError(file, `${prefix}.${error.field}`, error.reason, { cause: error });
+    throw error;
+  }
+}
+
 export function expandUserPath(path: string, home: string, base: string): string {
   if (path === '~') return home;
   if (path.startsWith('~/')) return join(home, path.slice(2));
@@ -180,7 +190,7 @@ export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
   });
   for (const key of unknownKeys(rawNodes, Object.keys(NodesFile.shape))) warnings.push(`${nodesFile}: ${key}: unknown field, ignored`);
 
-  compilePolicy(nodesData.secrets, `${nodesFile}: secrets`);
+  checkPolicy(nodesData.secrets, nodesFile, 'secrets');
   for (const key of unknownKeys((rawNodes as Record<string, unknown>).git_config, Object.keys(GitConfig.shape))) {
     warnings.push(`${nodesFile}: git_config.${key}: unknown field, ignored`);
   }
@@ -204,7 +214,7 @@ export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
       repo_local: expandUserPath(p.repo_local, home, dir),
       sync_mode: p.sync_mode ?? nodesData.git_config.default_sync_mode,
     });
-    if (p.secrets) compilePolicy(p.secrets, `${projectsFile}: ${projectName}.secrets`);
+    if (p.secrets) checkPolicy(p.secrets, projectsFile, `${projectName}.secrets`);
     for (const key of unknownKeys((rawProjects as Record<string, unknown>)[projectName], Object.keys(ProjectEntry.shape))) {
       warnings.push(`${projectsFile}: ${projectName}.${key}: unknown field, ignored`);
     }

@@ -27,6 +27,8 @@ export interface ReportTask {
   /** For a conflicted task: the resolution spec written for it, and the task dispatched with it. */
   resolution_spec?: string;
   resolution_task?: string;
+  /** Files the node kept out of the result as secrets; they are still on the node. */
+  withheld?: { path: string; rule: string }[];
 }
 
 export interface RunReport {
@@ -84,6 +86,9 @@ function taskSection(t: ReportTask): string[] {
   }
   if (t.conflict_paths) lines.push(`- conflicting paths: ${list(t.conflict_paths)}`);
   if (t.wip_branch) lines.push(`- work in progress kept on \`${t.wip_branch}\` (never merged automatically)`);
+  if (t.withheld && t.withheld.length > 0) {
+    lines.push(`- withheld on the node as secrets (not sent, not merged): ${t.withheld.map((w) => `\`${w.path.replaceAll('`', "'")}\` (${w.rule})`).join(', ')}`);
+  }
   if (t.reason) lines.push(`- why: ${t.reason}`);
   if (t.resolution_spec) lines.push(`- resolution spec: \`${t.resolution_spec}\``);
   if (t.resolution_task) lines.push(`- being resolved by ${t.resolution_task}`);

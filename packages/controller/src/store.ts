@@ -67,6 +67,8 @@ export interface TaskRow {
   last_seen_at: string | null;
   /** For a task made by `retry`: the task it replaces. */
   retry_of: string | null;
+  /** Files the node refused to commit as secrets (JSON list of {path, rule}); they stayed on the node. */
+  withheld: string | null;
 }
 
 export type NewTask = Pick<TaskRow, 'project' | 'task_id' | 'node' | 'branch' | 'base_ref' | 'base_commit' | 'spec_title' | 'spec_sha256' | 'state'> &
@@ -131,6 +133,7 @@ const MIGRATIONS = [
   `ALTER TABLE tasks ADD COLUMN dispatch_pid INTEGER;
    ALTER TABLE tasks ADD COLUMN last_seen_at TEXT;
    ALTER TABLE tasks ADD COLUMN retry_of TEXT;`,
+  `ALTER TABLE tasks ADD COLUMN withheld TEXT;`,
 ];
 
 export class Store {

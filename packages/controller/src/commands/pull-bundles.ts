@@ -33,7 +33,9 @@ export interface PullOptions {
 }
 
 function describe(task: TaskRow, outcome: ReportTask['outcome'], extra: Partial<ReportTask> = {}): ReportTask {
+  const withheld = task.withheld ? (JSON.parse(task.withheld) as ReportTask['withheld']) : undefined;
   return {
+    ...(withheld && withheld.length > 0 ? { withheld } : {}),
     task_id: task.task_id,
     node: task.node,
     branch: task.branch,
@@ -108,6 +110,13 @@ async function collectAll(session: Session, project: ProjectConfig, tasks: Repor
   );
 }
 
+/** An empty task has no result.json: its withheld files are named in the status (`withheld as secrets: a (rule), ...`). */
+function withheldFromStatus(error: string | undefined): { path: string; rule: string }[] {
+  const m = /withheld as secrets: (.*)$/.exec(error ?? '');
+  if (!m) return [];
+  return [...m[1]!.matchAll(/(.+?) \(([^)]*)\)(?:, |$)/g)].map((x) => ({ path: x[1]!, rule: x[2]! }));
+}
+
 /** Tasks on a node that has not answered for stale_after_seconds become `stale`: no longer waited for, ready for `retry`. */
 function markStale(session: Session, project: ProjectConfig, nodeName: string, nodeTasks: readonly TaskRow[], why: string, tasks: ReportTask[]): void {
   const { store, config } = session;
@@ -147,6 +156,11 @@ async function settle(
   if (task.state === 'stale') session.log({ ...at, level: 'info', kind: 'answering_again', message: `${task.task_id}: ${task.node} answers again (${state})` });
   if (!['done', 'empty', 'failed', 'timeout'].includes(state)) return;
   const finished_at = report.status?.finished_at ?? store.timestamp();
+  const withheld = report.result?.withheld ?? withheldFromStatus(report.status?.error);
+  if (withheld.length > 0) {
+    store.updateTask(project.name, task.task_id, { withheld: JSON.stringify(withheld) });
+    session.log({ ...at, level: 'warn', kind: 'withheld', message: `${task.task_id}: ${task.node} kept ${withheld.length} file(s) out of the result as secrets: ${withheld.map((w) => `${w.path} (${w.rule})`).join(', ')}`, data: { withheld } });
+  }
   if (state === 'empty') {
     store.updateTask(project.name, task.task_id, { state: 'empty', finished_at });
     session.log({ ...at, level: 'info', kind: 'empty', message: `${task.task_id} on ${task.node}: the agent changed nothing` });
