@@ -29,6 +29,8 @@ const NodeEntry = z.object({
   agent_timeout_seconds: z.number().positive().optional(),
   max_parallel: z.number().int().positive().default(4),
   connect_timeout_seconds: z.number().positive().default(20),
+  /** Seconds between SSH keepalives; three unanswered ones end a stalled connection. */
+  keepalive_seconds: z.number().positive().default(15),
   /** A task whose node has not answered for this long is marked stale (default: nodes.json's). */
   stale_after_seconds: z.number().positive().optional(),
 });
@@ -59,6 +61,8 @@ const NodesFile = z.object({
   max_result_paths: z.number().int().positive().default(100_000),
   max_result_commits: z.number().int().positive().default(10_000),
   stale_after_seconds: z.number().positive().default(6 * 3600),
+  /** How many times a cut or stalled transfer is tried again (with backoff) within one run. */
+  transfer_retries: z.number().int().nonnegative().default(3),
   secrets: SecretsConfig.default(SecretsConfig.parse({})),
 });
 
@@ -98,6 +102,7 @@ export interface Config {
   maxResultBytes: number;
   limits: { maxBlobBytes: number; maxPaths: number; maxCommits: number };
   staleAfterSeconds: number;
+  transferRetries: number;
   secrets: z.infer<typeof SecretsConfig>;
   warnings: string[];
 }
@@ -234,6 +239,7 @@ export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
     limits: { maxBlobBytes: nodesData.max_blob_bytes, maxPaths: nodesData.max_result_paths, maxCommits: nodesData.max_result_commits },
     secrets: nodesData.secrets,
     staleAfterSeconds: nodesData.stale_after_seconds,
+    transferRetries: nodesData.transfer_retries,
     warnings,
   };
 }

@@ -1,3 +1,4 @@
+import { SshError } from '@gsync/core';
 import type { Config, NodeConfig } from './config.js';
 import { openLocalTransport } from './local-transport.js';
 import { resolveSshTarget } from './ssh/resolve.js';
@@ -24,5 +25,35 @@ export async function withNode<T>(ctx: ConnectContext, node: NodeConfig, fn: (t:
     return await fn(t);
   } finally {
     await t.close();
+  }
+}
+
+/** The link failed (cut, stalled, refused), not the node's answer: worth another try. */
+export function isTransient(error: unknown): boolean {
+  return error instanceof SshError && (error.kind === 'transfer' || error.kind === 'connect');
+}
+
+/**
+ * Runs `fn` with a fresh connection, again after a transient failure, up to `retries`
+ * more times with exponential backoff (0.5 s, 1 s, 2 s, ...). `fn` must be safe to
+ * run again: every caller re-reads what is left to do.
+ */
+export async function withNodeRetrying<T>(
+  ctx: ConnectContext,
+  node: NodeConfig,
+  retries: number,
+  onRetry: (error: unknown, attempt: number, delayMs: number) => void,
+  fn: (t: NodeTransport) => Promise<T>,
+  sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await withNode(ctx, node, fn);
+    } catch (error) {
+      if (!isTransient(error) || attempt > retries) throw error;
+      const delayMs = 500 * 2 ** (attempt - 1);
+      onRetry(error, attempt, delayMs);
+      await sleep(delayMs);
+    }
   }
 }

@@ -35,8 +35,10 @@ export async function downloadVerified(
   const partial = `${tempPathFor(dest)}.partial`;
   const meter = new Meter(expected.size);
   const file = createWriteStream(partial, { mode: 0o600 });
+  const written = pipeline(meter, file);
+  // A transfer that fails also fails the pipeline; that rejection is expected, not unhandled.
+  written.catch(() => undefined);
   try {
-    const written = pipeline(meter, file);
     await fetch(meter).finally(() => meter.end());
     await written;
     if (meter.bytes !== expected.size) throw new ProtocolError(`got ${meter.bytes} bytes, expected ${expected.size}: the transfer was cut short`);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -82,6 +82,16 @@ async function sameManifest(dir: string, incoming: string): Promise<boolean> {
   }
 }
 
+/** An upload cut so hard that its accept was killed leaves a hidden dir; one untouched for an hour is gone for good. */
+async function sweepAbandoned(root: string): Promise<void> {
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    if (!name.startsWith('.incoming-')) continue;
+    const path = join(root, name);
+    const age = Date.now() - (await stat(path).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
+    if (age > 3600_000) await rm(path, { recursive: true, force: true });
+  }
+}
+
 /**
  * Receives a task as a tar stream of task.json, spec.md and base.bundle. It is
  * unpacked and verified in a hidden temp dir and renamed into place only when
@@ -91,6 +101,7 @@ export async function acceptTask(options: AcceptOptions): Promise<AcceptResult> 
   const root = tasksRoot(options.workRoot, options.project);
   const dir = taskDir(options.workRoot, options.project, options.taskId);
   await mkdir(root, { recursive: true });
+  await sweepAbandoned(root);
   const incoming = join(root, `.incoming-${options.taskId}-${randomBytes(6).toString('hex')}`);
   await mkdir(incoming);
   try {

@@ -15,7 +15,7 @@ import {
   type TaskManifest,
 } from '@gsync/core';
 import { getNode, getProject, resolveAgent, secretPolicy, type Config, type NodeConfig, type ProjectConfig } from '../config.js';
-import { withNode } from '../connect.js';
+import { withNodeRetrying } from '../connect.js';
 import { openSession, type Context, type Session } from '../context.js';
 import { loadNodeTool } from '../node-tool.js';
 import { ensureNodeTool, sendTask } from '../remote.js';
@@ -93,6 +93,16 @@ export interface TaskToSend {
   retryOf?: string;
 }
 
+/**
+ * Branch names join project, task id and node with "-", which the names may hold too:
+ * (S01, gpu-1) and (S01-gpu, 1) would share task/p-S01-gpu-1, and a node named
+ * `x-wip` could meet another task's -wip branch. Returns the task already using it.
+ */
+export function branchClash(existing: readonly Pick<TaskRow, 'task_id' | 'branch'>[], branch: string): string | undefined {
+  const mine = new Set([branch, `${branch}-wip`]);
+  return existing.find((t) => mine.has(t.branch) || mine.has(`${t.branch}-wip`))?.task_id;
+}
+
 /** Inserts the task's row as `dispatching` under its id (the next free one when none is given). */
 function reserveTask(session: Session, req: TaskToSend, fields: Omit<NewTask, 'project' | 'task_id' | 'node' | 'branch' | 'state'>): { taskId: string; branch: string } {
   const { config, store } = session;
@@ -100,6 +110,12 @@ function reserveTask(session: Session, req: TaskToSend, fields: Omit<NewTask, 'p
   for (let attempt = 0; ; attempt++) {
     const taskId = req.taskId ?? nextTaskId(store.taskIds(project.name));
     const branch = taskBranch(project.name, taskId, node.name, config.git.branch_prefix);
+    const clash = branchClash(store.listTasks(project.name), branch);
+    if (clash) {
+      throw new UsageError(`task ${taskId} on ${node.name} would get the branch ${branch}, which task ${clash} already uses (names are joined with "-")`, {
+        hint: 'choose a --task without "-", or another node',
+      });
+    }
     try {
       store.insertTask({ ...fields, project: project.name, task_id: taskId, node: node.name, branch, state: 'dispatching', dispatch_pid: process.pid });
       return { taskId, branch };
@@ -173,7 +189,10 @@ export async function sendNewTask(ctx: Context, session: Session, req: TaskToSen
     const at = { project: project.name, task_id: taskId, node: node.name };
     for (const warning of warnings) session.log({ ...at, level: 'warn', kind: 'overlap_warning', message: `${taskId}: ${warning}` });
     try {
-      const { installed, answer } = await withNode(session.connect, node, async (t) => {
+      const retrying = (error: unknown, attempt: number, delayMs: number) =>
+        session.log({ ...at, level: 'warn', kind: 'transfer_retry', message: `${node.name}: ${errorMessage(error)}; sending ${taskId} again in ${delayMs / 1000} s (${attempt}/${config.transferRetries})` });
+      // The same manifest each time: a node that already has the task from a lost answer says so instead of refusing.
+      const { installed, answer } = await withNodeRetrying(session.connect, node, config.transferRetries, retrying, async (t) => {
         const { installed } = await ensureNodeTool(t, node, tool);
         if (installed) session.log({ ...at, level: 'info', kind: 'node_tool_installed', message: `installed gsync-node ${tool.version} on ${node.name}` });
         const answer = await sendTask(t, node, project.name, taskId, {

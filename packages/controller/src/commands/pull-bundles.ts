@@ -5,7 +5,7 @@ import pLimit from 'p-limit';
 import { ZERO_OID, checkName, errorMessage, failpoint, gitOps, writeFileAtomic, type TaskReport } from '@gsync/core';
 import { collectTask } from '../collect.js';
 import { conflictHandler, getNode, getProject, secretPolicy, type ProjectConfig } from '../config.js';
-import { withNode } from '../connect.js';
+import { withNodeRetrying } from '../connect.js';
 import { openSession, type Context, type Session } from '../context.js';
 import { acquireLock } from '../lock.js';
 import { forecastConflicts, type Forecast } from '../forecast.js';
@@ -92,9 +92,13 @@ async function collectAll(session: Session, project: ProjectConfig, tasks: Repor
         const at = { project: project.name, node: nodeName };
         try {
           const node = getNode(config, nodeName);
-          await withNode(session.connect, node, async (t) => {
-            const reports = await reportTasks(t, node, project.name, nodeTasks.map((x) => x.task_id));
-            for (const task of nodeTasks) {
+          const retrying = (error: unknown, attempt: number, delayMs: number) =>
+            session.log({ ...at, level: 'warn', kind: 'transfer_retry', message: `${nodeName}: ${errorMessage(error)}; trying again in ${delayMs / 1000} s (${attempt}/${config.transferRetries})` });
+          await withNodeRetrying(session.connect, node, config.transferRetries, retrying, async (t) => {
+            // Tasks settled by an earlier attempt are done; ask only about the rest.
+            const left = nodeTasks.map((x) => store.getTask(project.name, x.task_id)!).filter((x) => x.state === 'dispatched' || x.state === 'stale');
+            const reports = await reportTasks(t, node, project.name, left.map((x) => x.task_id));
+            for (const task of left) {
               const report = reports.find((r) => r.task_id === task.task_id);
               await settle(session, project, task, report, async (result) =>
                 collectTask({ project, node, task, result, transport: t, maxBytes: config.maxResultBytes, limits: config.limits, policy: secretPolicy(config, project) }), tasks);

@@ -15,6 +15,7 @@ export interface SshTarget {
   hostKeyAlias: string | undefined;
   agentSocket: string | undefined;
   connectTimeoutSeconds: number;
+  keepaliveSeconds?: number;
 }
 
 function expandTilde(path: string, home: string): string {
@@ -74,5 +75,6 @@ export async function resolveSshTarget({ node, sshConfig, home, env }: ResolveOp
     hostKeyAlias: one('hostkeyalias'),
     agentSocket: agent && agent !== 'none' && agent !== 'SSH_AUTH_SOCK' ? expandTilde(agent, home) : env.SSH_AUTH_SOCK,
     connectTimeoutSeconds: node.connect_timeout_seconds,
+    keepaliveSeconds: node.keepalive_seconds,
   };
 }

@@ -89,7 +89,9 @@ export async function openSshTransport({ node, target, acceptNew }: SshOptions):
     port: target.port,
     username: target.user,
     readyTimeout: target.connectTimeoutSeconds * 1000,
-    keepaliveInterval: 15_000,
+    // A link that stalls is noticed after three unanswered keepalives, and the transfer is retried.
+    keepaliveInterval: (target.keepaliveSeconds ?? 15) * 1000,
+    keepaliveCountMax: 3,
     authHandler: auth,
     hostVerifier: (blob: Buffer) => {
       const verdict = checkHostKey(known, name, blob);
@@ -122,6 +124,8 @@ export async function openSshTransport({ node, target, acceptNew }: SshOptions):
         cause: error,
       }));
     });
+    // A link cut during the handshake may end with a close and no error.
+    client.once('close', () => reject(rejection ?? new SshError(node, 'connect', `connection to ${target.host}:${target.port} closed during the handshake`)));
     client.connect(config);
   });
   if (recordNew) {
@@ -130,16 +134,24 @@ export async function openSshTransport({ node, target, acceptNew }: SshOptions):
     await appendFile(file, `${recordNew}\n`, { mode: 0o600 });
   }
 
+  // After the handshake, a dropped or stalled connection fails whatever runs on it, as a transfer error.
+  const link: { lost?: SshError } = {};
+  client.on('error', (error: Error) => {
+    link.lost ??= new SshError(node, 'transfer', `the connection to ${target.host}:${target.port} was lost: ${error.message}`, { cause: error });
+  });
+  client.on('close', () => {
+    link.lost ??= new SshError(node, 'transfer', `the connection to ${target.host}:${target.port} closed`);
+  });
   return {
     node,
-    exec: (argv, options) => execRemote(client, node, argv, options ?? {}),
+    exec: (argv, options) => (link.lost ? Promise.reject(link.lost) : execRemote(client, node, argv, options ?? {}, link)),
     close: async () => {
       client.end();
     },
   };
 }
 
-function execRemote(client: Client, node: string, argv: readonly string[], options: ExecOptions): Promise<ExecResult> {
+function execRemote(client: Client, node: string, argv: readonly string[], options: ExecOptions, link: { lost?: SshError }): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
     client.exec(quoteArgv(argv), (error, stream) => {
       if (error) return reject(new SshError(node, 'remote', `cannot start a remote command: ${error.message}`, { cause: error }));
@@ -154,7 +166,11 @@ function execRemote(client: Client, node: string, argv: readonly string[], optio
       if (options.stdout) stream.pipe(options.stdout, { end: false });
       else stream.on('data', (c: Buffer) => out.push(c));
       stream.stderr.on('data', (c: Buffer) => err.push(c));
-      stream.on('close', () => resolve({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') }));
+      stream.on('close', () => {
+        // No exit status at all: the command did not end, the connection did.
+        if (code === null && signal === undefined) return reject(link.lost ?? new SshError(node, 'transfer', 'the connection dropped before the remote command finished'));
+        resolve({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') });
+      });
       stream.on('error', (e: Error) => reject(new SshError(node, 'transfer', e.message, { cause: e })));
       const input = options.stdin;
       if (input === undefined) stream.end();
