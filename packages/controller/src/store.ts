@@ -136,6 +136,20 @@ const MIGRATIONS = [
   `ALTER TABLE tasks ADD COLUMN withheld TEXT;`,
 ];
 
+function untilNotBusy<T>(fn: () => T, timeoutMs = 15_000): T {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return fn();
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? '';
+      if (!code.startsWith('SQLITE_BUSY') && !code.startsWith('SQLITE_LOCKED')) throw error;
+      if (Date.now() > deadline) throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20 + Math.random() * 30);
+    }
+  }
+}
+
 export class Store {
   readonly db: Database.Database;
   private readonly now: () => Date;
@@ -145,9 +159,11 @@ export class Store {
     this.db = new Database(file);
     this.now = now;
     this.db.pragma('busy_timeout = 10000');
-    this.db.pragma('journal_mode = WAL');
+    // Switching a new file to WAL takes an exclusive lock without waiting on the busy
+    // handler: a controller opening the store while another creates it tries again.
+    untilNotBusy(() => this.db.pragma('journal_mode = WAL'));
     this.db.pragma('foreign_keys = ON');
-    this.migrate();
+    untilNotBusy(() => this.migrate());
   }
 
   /** Under a write lock, so two controllers opening a new store at once do not both migrate it. */

@@ -110,6 +110,12 @@ function reserveTask(session: Session, req: TaskToSend, fields: Omit<NewTask, 'p
   for (let attempt = 0; ; attempt++) {
     const taskId = req.taskId ?? nextTaskId(store.taskIds(project.name));
     const branch = taskBranch(project.name, taskId, node.name, config.git.branch_prefix);
+    const taken = req.taskId !== undefined ? store.getTask(project.name, taskId) : undefined;
+    if (taken) {
+      throw new UsageError(`task ${taskId} of ${project.name} already exists (on ${taken.node}, ${taken.state})`, {
+        hint: 'choose another --task, or leave it out to take the next free id',
+      });
+    }
     const clash = branchClash(store.listTasks(project.name), branch);
     if (clash) {
       throw new UsageError(`task ${taskId} on ${node.name} would get the branch ${branch}, which task ${clash} already uses (names are joined with "-")`, {
