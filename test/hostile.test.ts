@@ -100,7 +100,7 @@ describe('hostile results', () => {
     const gitDir = join(dir, '.git');
     expect(readdirSync(join(gitDir, 'objects/pack')).filter((f) => f.startsWith('tmp_'))).toEqual([]);
     expect(existsSync(join(gitDir, 'gsync/quarantine')) ? readdirSync(join(gitDir, 'gsync/quarantine')) : []).toEqual([]);
-    expect(readdirSync(join(gitDir, 'gsync/incoming'))).toEqual([]);
+    expect(existsSync(join(gitDir, 'gsync/incoming')) ? readdirSync(join(gitDir, 'gsync/incoming')) : []).toEqual([]);
     expect(git('status', '--porcelain')).toBe('');
 
     // Every rejection is an event; no secret value from the corpus is repeated in store or report.

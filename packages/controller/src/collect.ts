@@ -6,7 +6,7 @@ import { downloadVerified } from './download.js';
 import { fetchTaskFile } from './remote.js';
 import type { TaskRow } from './store.js';
 import type { NodeTransport } from './transport.js';
-import { adoptQuarantine, dropQuarantine, inspectChanges, quarantinePack, type ResultLimits } from './inspect-result.js';
+import { adoptQuarantine, dropQuarantine, incomingDir, inspectChanges, quarantinePack, type ResultLimits } from './inspect-result.js';
 import { headerProblem, readBundleHeader } from './verify-bundle.js';
 
 export type CollectOutcome =
@@ -54,7 +54,8 @@ export async function collectTask(req: CollectRequest): Promise<CollectOutcome> 
   const problem = resultProblem(task, result, req.maxBytes);
   if (problem) return { kind: 'rejected', reason: problem };
 
-  const dir = join(await gitOps.gitDir(repo), 'gsync', 'incoming');
+  const gitDir = await gitOps.gitDir(repo);
+  const dir = incomingDir(gitDir, task.project);
   await mkdir(dir, { recursive: true });
   const bundle = join(dir, `${task.project}-${task.task_id}-${task.node}.bundle`);
   const quarantine = incomingRef(task.project, task.task_id, task.node);
@@ -76,8 +77,7 @@ export async function collectTask(req: CollectRequest): Promise<CollectOutcome> 
 
     // Objects are fsck'd into a quarantine and the changes inspected there; only then
     // does the pack enter the repository and the incoming ref get written.
-    const gitDir = await gitOps.gitDir(repo);
-    const q = await quarantinePack(repo, gitDir, bundle, header.packOffset);
+    const q = await quarantinePack(repo, gitDir, task.project, bundle, header.packOffset);
     try {
       const problem = await inspectChanges({
         repo,

@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { dirname, join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { ProtocolError, describeFindings, git, scanFile, type SecretFinding, type SecretPolicy } from '@gsync/core';
+import { MAX_SCAN_BYTES, ProtocolError, describeFindings, git, scanFile, type SecretFinding, type SecretPolicy } from '@gsync/core';
 
 /**
  * A result's objects are checked before any of them enters the repository:
@@ -26,13 +26,18 @@ export interface ResultLimits {
   maxCommits: number;
 }
 
-export function quarantineRoot(gitDir: string): string {
-  return join(gitDir, 'gsync', 'quarantine');
+/** Per project, so a project's run (under its lock) may clear its own without touching another's sharing the repository. */
+export function quarantineRoot(gitDir: string, project: string): string {
+  return join(gitDir, 'gsync', 'quarantine', project);
+}
+
+export function incomingDir(gitDir: string, project: string): string {
+  return join(gitDir, 'gsync', 'incoming', project);
 }
 
 /** Indexes the pack of `bundle` (from `packOffset`) into a new quarantine, strictly. */
-export async function quarantinePack(repo: string, gitDir: string, bundle: string, packOffset: number): Promise<Quarantine> {
-  const dir = join(quarantineRoot(gitDir), randomBytes(6).toString('hex'));
+export async function quarantinePack(repo: string, gitDir: string, project: string, bundle: string, packOffset: number): Promise<Quarantine> {
+  const dir = join(quarantineRoot(gitDir, project), randomBytes(6).toString('hex'));
   const objects = join(dir, 'objects');
   await mkdir(join(objects, 'pack'), { recursive: true });
   const env = { GIT_OBJECT_DIRECTORY: objects, GIT_ALTERNATE_OBJECT_DIRECTORIES: join(gitDir, 'objects'), GIT_QUARANTINE_PATH: objects };
@@ -78,9 +83,16 @@ export async function adoptQuarantine(gitDir: string, q: Quarantine): Promise<vo
   await dropQuarantine(q);
 }
 
-/** Removes quarantines a crashed run left behind. */
-export async function sweepQuarantines(gitDir: string): Promise<void> {
-  await rm(quarantineRoot(gitDir), { recursive: true, force: true });
+/**
+ * Removes what a project's collection leaves in the repository's gsync folder (quarantines
+ * and downloads of a crashed run, empty folders of a finished one). Call it holding the
+ * project's lock, when none of its results is being collected.
+ */
+export async function sweepProject(gitDir: string, project: string): Promise<void> {
+  for (const dir of [quarantineRoot(gitDir, project), incomingDir(gitDir, project)]) {
+    await rm(dir, { recursive: true, force: true });
+    await rmdir(dirname(dir)).catch(() => undefined);
+  }
 }
 
 /** One `git cat-file --batch` process answering object reads in turn. */
@@ -101,7 +113,8 @@ class ObjectReader {
       for (const w of this.waiting.splice(0)) w.reject(e);
     };
     this.child.on('error', fail);
-    this.child.on('close', () => fail(new ProtocolError('git cat-file ended early')));
+    this.child.stdin.on('error', fail);
+    this.child.on('close', () => fail(new ProtocolError('git cat-file ended early while reading the result\'s trees')));
   }
 
   private drain(): void {
@@ -207,6 +220,21 @@ async function countChangedPaths(reader: ObjectReader, from: string, to: string,
   await treeOf(to);
   await diff(`${from}^{tree}`, `${to}^{tree}`);
   return total;
+}
+
+/** Files added or modified by any single commit of `head ^exclude...` (first-parent view of merges). */
+async function historyChanges(repo: string, env: Record<string, string>, head: string, exclude: readonly string[]): Promise<Change[]> {
+  const r = await git(repo, ['log', '--raw', '-z', '--no-renames', '--no-abbrev', '--format=', '--diff-merges=first-parent', head, ...exclude], { env });
+  const fields = r.stdout.split('\0');
+  const out: Change[] = [];
+  for (let i = 0; i < fields.length; i++) {
+    const header = fields[i]!.replace(/^\n+/, '');
+    if (!header.startsWith(':')) continue;
+    const [, newMode = '', , newOid = '', status = ''] = header.slice(1).split(' ');
+    const path = fields[++i] ?? '';
+    if (!ZERO.test(newOid) && status !== 'D') out.push({ status, newMode, newOid, path });
+  }
+  return out;
 }
 
 interface Change {
@@ -318,6 +346,11 @@ export async function inspectChanges(req: InspectRequest): Promise<string | unde
   if (type !== 'commit') return `the result's head ${head} is ${type ? `a ${type}` : 'missing'}, not a commit`;
   const ancestor = await git(repo, ['merge-base', '--is-ancestor', base, head], { env, okExitCodes: [1] });
   if (ancestor.exitCode !== 0) return 'the result does not descend from the dispatched base';
+  if (req.mergeHead) {
+    // A resolution must carry the conflicted task's work, not drop it (e.g. after `git merge --abort`).
+    const carried = await git(repo, ['merge-base', '--is-ancestor', req.mergeHead, head], { env, okExitCodes: [1] });
+    if (carried.exitCode !== 0) return `the resolution does not contain the conflicted task's head ${req.mergeHead}: its work would be lost`;
+  }
   const exclude = [base, ...(req.mergeHead ? [req.mergeHead] : [])].map((c) => `^${c}`);
   const commits = Number((await git(repo, ['rev-list', '--count', head, ...exclude], { env })).stdout.trim());
   if (commits > limits.maxCommits) return `the result has ${commits} commits, over the limit of ${limits.maxCommits} (max_result_commits)`;
@@ -336,26 +369,33 @@ export async function inspectChanges(req: InspectRequest): Promise<string | unde
   const added = changes.filter((c) => !ZERO.test(c.newOid));
   for (const c of changes) {
     const bad = badComponent(c.path);
-    if (bad !== undefined) return `the result has a path with a forbidden component "${bad}": ${JSON.stringify(c.path)}`;
-    if (c.path === '.gitmodules' || c.path.endsWith('/.gitmodules')) return `the result changes ${c.path}: submodule settings are not accepted from a node`;
+    if (bad !== undefined) return `the result has a path with a forbidden component "${bad}": ${q(c.path)}`;
+    if (c.path === '.gitmodules' || c.path.endsWith('/.gitmodules')) return `the result changes ${q(c.path)}: submodule settings are not accepted from a node`;
   }
   for (const c of added) {
-    if (c.newMode === '160000') return `the result adds a submodule (gitlink) at ${c.path}: not accepted from a node`;
+    if (c.newMode === '160000') return `the result adds a submodule (gitlink) at ${q(c.path)}: not accepted from a node`;
   }
-  const sizes = await blobSizes(repo, env, added.map((c) => c.newOid));
-  for (const c of added) {
+  // Every file any commit of the result adds counts, not only the final tree: a secret
+  // committed and deleted again would still sit in main's history.
+  const historic = await historyChanges(repo, env, head, exclude);
+  const everything = [...added, ...historic.filter((h) => !added.some((a) => a.newOid === h.newOid && a.path === h.path))];
+  const sizes = await blobSizes(repo, env, everything.map((c) => c.newOid));
+  for (const c of everything) {
     const size = sizes.get(c.newOid) ?? 0;
-    if (size > limits.maxBlobBytes) return `${c.path} is ${size} bytes, over the ${limits.maxBlobBytes}-byte limit for one file (max_blob_bytes)`;
+    if (c.newMode !== '160000' && size > limits.maxBlobBytes) return `${q(c.path)} is ${size} bytes, over the ${limits.maxBlobBytes}-byte limit for one file (max_blob_bytes)`;
   }
   const links = added.filter((c) => c.newMode === '120000');
+  for (const c of links) {
+    if ((sizes.get(c.newOid) ?? 0) > MAX_LINK_BYTES) return `${q(c.path)} is a symlink with a ${sizes.get(c.newOid)}-byte target: not a path`;
+  }
   const linkTargets = await readBlobs(repo, env, [...new Set(links.map((c) => c.newOid))]);
   for (const c of links) {
     const target = linkTargets.get(c.newOid)?.toString('utf8') ?? '';
-    if (symlinkEscapes(c.path, target)) return `${c.path} is a symlink pointing outside the repository (or into .git)`;
+    if (symlinkEscapes(c.path, target)) return `${q(c.path)} is a symlink pointing outside the repository (or into .git)`;
   }
 
   const findings: SecretFinding[] = [];
-  const scannable = added.filter((c) => c.newMode !== '120000' && (sizes.get(c.newOid) ?? 0) <= SCAN_LIMIT);
+  const scannable = everything.filter((c) => c.newMode !== '120000' && c.newMode !== '160000' && (sizes.get(c.newOid) ?? 0) <= MAX_SCAN_BYTES);
   for (let i = 0; i < scannable.length; ) {
     const batch: Change[] = [];
     let bytes = 0;
@@ -366,12 +406,14 @@ export async function inspectChanges(req: InspectRequest): Promise<string | unde
     const blobs = await readBlobs(repo, env, [...new Set(batch.map((c) => c.newOid))]);
     for (const c of batch) findings.push(...scanFile(c.path, blobs.get(c.newOid), req.policy));
   }
-  for (const c of added.filter((c) => (sizes.get(c.newOid) ?? 0) > SCAN_LIMIT)) findings.push(...scanFile(c.path, undefined, req.policy));
+  for (const c of everything.filter((c) => (sizes.get(c.newOid) ?? 0) > MAX_SCAN_BYTES)) findings.push(...scanFile(c.path, undefined, req.policy));
   if (findings.length > 0) return `the result carries ${describeFindings(findings)}`;
   return undefined;
 }
 
-const SCAN_LIMIT = 5 * 1024 * 1024;
+/** No real symlink target is longer than a path can be. */
+const MAX_LINK_BYTES = 4096;
+const q = (path: string) => JSON.stringify(path);
 const BATCH_BYTES = 64 * 1024 * 1024;
 
 async function blobSizes(repo: string, env: Record<string, string>, oids: readonly string[]): Promise<Map<string, number>> {

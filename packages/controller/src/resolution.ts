@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { MAX_ARG_BYTES, UsageError, conflictHunks, usesSpecText, gitOps, nextTaskId, sha256, specTitle, writeFileAtomic } from '@gsync/core';
+import { MAX_ARG_BYTES, UsageError, conflictHunks, usesSpecText, gitOps, sha256, specTitle, writeFileAtomic } from '@gsync/core';
 import { agentProfile, conflictHandler, getNode, resolveAgent, type ProjectConfig } from './config.js';
 import type { Context, Session } from './context.js';
 import { pickNode, sendNewTask, type DispatchResult } from './commands/dispatch.js';
@@ -163,11 +163,9 @@ export async function dispatchResolution(ctx: Context, session: Session, project
       hint: `use {spec_file} in the conflict handler's command; the spec is in ${specPath}`,
     });
   }
-  const taskId = nextTaskId(store.taskIds(project.name));
   const result = await sendNewTask(ctx, session, {
     project,
     node,
-    taskId,
     spec: { data, text, title: specTitle(text), sha256: sha256(data) },
     agent,
     resolves: { task, ref: `refs/heads/${task.branch}`, commit: task.result_head! },

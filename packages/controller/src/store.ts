@@ -134,6 +134,7 @@ const MIGRATIONS = [
    ALTER TABLE tasks ADD COLUMN last_seen_at TEXT;
    ALTER TABLE tasks ADD COLUMN retry_of TEXT;`,
   `ALTER TABLE tasks ADD COLUMN withheld TEXT;`,
+  `CREATE TABLE locks (name TEXT PRIMARY KEY, pid INTEGER NOT NULL, at TEXT NOT NULL);`,
 ];
 
 function untilNotBusy<T>(fn: () => T, timeoutMs = 15_000): T {
@@ -188,7 +189,9 @@ export class Store {
   }
 
   insertTask(row: NewTask): TaskRow {
-    return this.db.transaction(() => {
+    // IMMEDIATE: it reads then writes, and a deferred transaction that another writer
+    // overtook between the two fails at once (SQLITE_BUSY_SNAPSHOT) instead of waiting.
+    const insert = this.db.transaction(() => {
       const seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM tasks WHERE project = ?').get(row.project) as { n: number }).n;
       this.db
         .prepare(
@@ -199,7 +202,26 @@ export class Store {
         )
         .run({ spec_text: null, spec_files: null, resolves: null, merge_head: null, dispatch_pid: null, retry_of: null, ...row, seq, created_at: this.timestamp() });
       return this.getTask(row.project, row.task_id)!;
-    })();
+    });
+    return untilNotBusy(() => insert.immediate());
+  }
+
+  /** Takes the named lock for `pid` unless a live process holds it; returns that process's pid when it does. */
+  tryLock(name: string, pid: number, alive: (pid: number) => boolean): number | undefined {
+    return untilNotBusy(() =>
+      this.db
+        .transaction((): number | undefined => {
+          const row = this.db.prepare('SELECT pid FROM locks WHERE name = ?').get(name) as { pid: number } | undefined;
+          if (row && row.pid !== pid && alive(row.pid)) return row.pid;
+          this.db.prepare('INSERT OR REPLACE INTO locks (name, pid, at) VALUES (?, ?, ?)').run(name, pid, this.timestamp());
+          return undefined;
+        })
+        .immediate(),
+    );
+  }
+
+  unlock(name: string, pid: number): void {
+    this.db.prepare('DELETE FROM locks WHERE name = ? AND pid = ?').run(name, pid);
   }
 
   getTask(project: string, taskId: string): TaskRow | undefined {

@@ -32,9 +32,12 @@ export function outputTail(text: string): string {
   return lines.length > TAIL_CHARS ? `…${lines.slice(-TAIL_CHARS)}` : lines;
 }
 
-/** The environment of the verify command: the user's, minus anything that would point git elsewhere. */
-function verifyEnv(env: NodeJS.ProcessEnv, commit: string): NodeJS.ProcessEnv {
-  const clean = Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('GIT_')));
+/** Variables the command (which runs code from a node) must not see: git redirections, agents, credentials. */
+const WITHHELD_ENV = /^(GIT_|SSH_AUTH_SOCK$|SSH_AGENT_PID$|GPG_AGENT_INFO$|GNUPGHOME$|AWS_|AZURE_|GOOGLE_|GCLOUD_|CLOUDSDK_|GH_|GITHUB_|GITLAB_|NPM_TOKEN|NODE_AUTH_TOKEN|ANTHROPIC_|OPENAI_|HF_|HUGGING)|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_KEY|ACCESS_KEY|PRIVATE_KEY/i;
+
+/** The environment of the verify command: the user's, minus what points git elsewhere or could hand out credentials. */
+export function verifyEnv(env: NodeJS.ProcessEnv, commit: string): NodeJS.ProcessEnv {
+  const clean = Object.fromEntries(Object.entries(env).filter(([k]) => !WITHHELD_ENV.test(k)));
   return { ...clean, GSYNC_VERIFY_COMMIT: commit };
 }
 

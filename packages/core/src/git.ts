@@ -87,7 +87,7 @@ export async function addAll(cwd: string): Promise<void> {
 
 /** Paths added or modified in the index against HEAD (deletions carry nothing to check). */
 export async function stagedFiles(cwd: string): Promise<string[]> {
-  return nulFields((await git(cwd, ['diff', '--cached', '--name-only', '--no-renames', '--diff-filter=AM', '-z'])).stdout);
+  return nulFields((await git(cwd, ['diff', '--cached', '--name-only', '--no-renames', '--diff-filter=AMT', '-z'])).stdout);
 }
 
 /** Puts a path's index entry back as HEAD has it (out of the index when HEAD has none), leaving the file on disk. */

@@ -41,7 +41,9 @@ export async function recoverInterrupted(paths: TaskPaths, now: () => Date = () 
     const age = Date.now() - (await stat(lockFile).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
     if (age < START_GRACE_MS) return;
     await rm(lockFile, { force: true });
-    lock = await open(lockFile, 'wx');
+    // Two reports may both have found it stale: the one that loses this race leaves the task to the other.
+    lock = await open(lockFile, 'wx').catch(() => undefined);
+    if (!lock) return;
   }
   try {
     const manifest = await readManifest(paths);

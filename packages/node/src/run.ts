@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   FILES,
@@ -190,7 +190,10 @@ async function withholdSecrets(paths: TaskPaths, manifest: TaskManifest): Promis
   const staged = await gitOps.stagedFiles(paths.repo);
   const withheld: { path: string; rule: string }[] = [];
   for (const path of staged) {
-    const content = await readFile(join(paths.repo, path)).catch(() => undefined);
+    // Never follow a link (it may point at /dev/zero or outside the repo): a link's content is its target.
+    const file = join(paths.repo, path);
+    const info = await lstat(file).catch(() => undefined);
+    const content = info?.isSymbolicLink() ? Buffer.from(await readlink(file)) : info?.isFile() ? await readFile(file).catch(() => undefined) : undefined;
     const findings = scanFile(path, content, manifest.policy ?? {});
     if (findings.length === 0) continue;
     await gitOps.unstage(paths.repo, path);

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   FILES,
+  SshError,
   failpoint,
   PROTOCOL_VERSION,
   UsageError,
@@ -193,10 +194,15 @@ export async function sendNewTask(ctx: Context, session: Session, req: TaskToSen
     });
     const bundle = manifest.bundle;
     const at = { project: project.name, task_id: taskId, node: node.name };
+    // Only a link that failed after connecting can have delivered the task with its answer lost.
+    const mayHaveArrived = (error: unknown) => error instanceof SshError && error.kind === 'transfer';
+    let reached = false;
     for (const warning of warnings) session.log({ ...at, level: 'warn', kind: 'overlap_warning', message: `${taskId}: ${warning}` });
     try {
-      const retrying = (error: unknown, attempt: number, delayMs: number) =>
+      const retrying = (error: unknown, attempt: number, delayMs: number) => {
+        reached ||= mayHaveArrived(error);
         session.log({ ...at, level: 'warn', kind: 'transfer_retry', message: `${node.name}: ${errorMessage(error)}; sending ${taskId} again in ${delayMs / 1000} s (${attempt}/${config.transferRetries})` });
+      };
       // The same manifest each time: a node that already has the task from a lost answer says so instead of refusing.
       const { installed, answer } = await withNodeRetrying(session.connect, node, config.transferRetries, retrying, async (t) => {
         const { installed } = await ensureNodeTool(t, node, tool);
@@ -231,8 +237,15 @@ export async function sendNewTask(ctx: Context, session: Session, req: TaskToSen
         ...(req.resolves ? { resolves: req.resolves.task.task_id } : {}),
       };
     } catch (error) {
-      store.deleteTask(project.name, taskId);
-      session.log({ ...at, level: 'error', kind: 'dispatch_failed', message: `dispatch of ${taskId} to ${node.name} failed: ${errorMessage(error)}` });
+      if (reached || mayHaveArrived(error)) {
+        // The link failed: the node may hold the task with only its answer lost. The row stays
+        // `dispatching` without an owner, and the next dispatch or pull settles it with the node.
+        store.updateTask(project.name, taskId, { dispatch_pid: null });
+        session.log({ ...at, level: 'error', kind: 'dispatch_failed', message: `dispatch of ${taskId} to ${node.name} failed: ${errorMessage(error)}; the next dispatch or pull asks ${node.name} whether it arrived` });
+      } else {
+        store.deleteTask(project.name, taskId);
+        session.log({ ...at, level: 'error', kind: 'dispatch_failed', message: `dispatch of ${taskId} to ${node.name} failed: ${errorMessage(error)}` });
+      }
       throw error;
     }
   } finally {

@@ -1,15 +1,15 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pLimit from 'p-limit';
 import { ZERO_OID, checkName, errorMessage, failpoint, gitOps, writeFileAtomic, type TaskReport } from '@gsync/core';
 import { collectTask } from '../collect.js';
 import { conflictHandler, getNode, getProject, secretPolicy, type ProjectConfig } from '../config.js';
-import { withNodeRetrying } from '../connect.js';
+import { isTransient, withNodeRetrying } from '../connect.js';
 import { openSession, type Context, type Session } from '../context.js';
-import { acquireLock } from '../lock.js';
+import { LOCK_WAIT_MS, acquireLock } from '../lock.js';
 import { forecastConflicts, type Forecast } from '../forecast.js';
-import { sweepQuarantines } from '../inspect-result.js';
+import { sweepProject } from '../inspect-result.js';
 import { recoverDispatching } from '../recover.js';
 import { advanceMain, mergeIdentity, planMerge } from '../merge.js';
 import { conflictPicture, dispatchResolution, resolutionSpec, resolutionSpecPath, resolveCommand } from '../resolution.js';
@@ -100,8 +100,15 @@ async function collectAll(session: Session, project: ProjectConfig, tasks: Repor
             const reports = await reportTasks(t, node, project.name, left.map((x) => x.task_id));
             for (const task of left) {
               const report = reports.find((r) => r.task_id === task.task_id);
-              await settle(session, project, task, report, async (result) =>
-                collectTask({ project, node, task, result, transport: t, maxBytes: config.maxResultBytes, limits: config.limits, policy: secretPolicy(config, project) }), tasks);
+              await settle(session, project, task, report, async (result) => {
+                try {
+                  return await collectTask({ project, node, task, result, transport: t, maxBytes: config.maxResultBytes, limits: config.limits, policy: secretPolicy(config, project) });
+                } catch (error) {
+                  // A broken link is tried again; anything else this result did is its own fault, not the node's.
+                  if (isTransient(error)) throw error;
+                  return { kind: 'rejected', reason: `the result could not be checked: ${errorMessage(error).split('\n')[0]}` };
+                }
+              }, tasks);
             }
           });
         } catch (error) {
@@ -367,14 +374,9 @@ function mergeForecasts(a: Forecast, b: Forecast): Forecast {
   };
 }
 
-/** How long a pull waits for another gsync-ctl holding the project before it gives up (exit 6). */
-const LOCK_WAIT_MS = 15_000;
-
 /** What a crashed run may have left in the repository's gsync folder: quarantines and partial downloads. */
-async function sweepLeftovers(repo: string): Promise<void> {
-  const gitDir = await gitOps.gitDir(repo);
-  await sweepQuarantines(gitDir);
-  await rm(join(gitDir, 'gsync', 'incoming'), { recursive: true, force: true });
+async function sweepLeftovers(project: ProjectConfig): Promise<void> {
+  await sweepProject(await gitOps.gitDir(project.repo_local), project.name);
 }
 
 interface RunState {
@@ -391,10 +393,9 @@ export async function pullBundles(ctx: Context, options: PullOptions): Promise<R
     const { config, store } = session;
     const project = getProject(config, checkName('project', options.project));
     const mainRef = `refs/heads/${project.main_branch}`;
-    const lockFile = join(ctx.configDir, 'locks', `${project.name}.lock`);
     // The lock is held for one round at a time, so a dispatch or resolve can slip in while --wait sleeps.
     const locked = async <T>(fn: () => Promise<T>): Promise<T> => {
-      const release = await acquireLock(lockFile, `project ${project.name}`, { waitMs: LOCK_WAIT_MS });
+      const release = await acquireLock(store, `project:${project.name}`, `project ${project.name}`, { waitMs: LOCK_WAIT_MS });
       try {
         return await fn();
       } finally {
@@ -412,12 +413,15 @@ export async function pullBundles(ctx: Context, options: PullOptions): Promise<R
       const waitingBefore = new Set(tasks.filter((t) => t.outcome === 'waiting').map((t) => t.task_id));
       for (let i = tasks.length - 1; i >= 0; i--) if (waitingBefore.has(tasks[i]!.task_id)) tasks.splice(i, 1);
       await locked(async () => {
-        if (first) {
-          await sweepLeftovers(project.repo_local);
-          await recoverDispatching(ctx, session, project);
-        }
+        // Under the lock nothing of this project is being collected: what is in its gsync folders is left over.
+        await sweepLeftovers(project);
+        if (first) await recoverDispatching(ctx, session, project);
         first = false;
-        await pullOnce(ctx, session, project, mainRef, run, options.anyOrder ?? false);
+        try {
+          await pullOnce(ctx, session, project, mainRef, run, options.anyOrder ?? false);
+        } finally {
+          await sweepLeftovers(project);
+        }
       });
       // Waiting is for tasks still running on nodes; a merge waiting for a clean checkout needs the user.
       const running = store.listTasks(project.name, ['dispatched']);

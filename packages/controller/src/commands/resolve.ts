@@ -1,8 +1,7 @@
-import { join } from 'node:path';
 import { UsageError, checkName } from '@gsync/core';
 import { getProject } from '../config.js';
 import { openSession, type Context } from '../context.js';
-import { acquireLock } from '../lock.js';
+import { LOCK_WAIT_MS, acquireLock } from '../lock.js';
 import { dispatchResolution } from '../resolution.js';
 import type { DispatchResult } from './dispatch.js';
 import { checkSyncMode } from './dispatch.js';
@@ -23,7 +22,7 @@ export async function resolve(ctx: Context, options: ResolveCommandOptions): Pro
     const taskId = checkName('task id', options.task);
     const task = session.store.getTask(project.name, taskId);
     if (!task) throw new UsageError(`no task ${taskId} in project ${project.name}`, { hint: `gsync-ctl status --project ${project.name} lists them` });
-    const release = await acquireLock(join(ctx.configDir, 'locks', `${project.name}.lock`), `project ${project.name}`);
+    const release = await acquireLock(session.store, `project:${project.name}`, `project ${project.name}`, { waitMs: LOCK_WAIT_MS });
     try {
       return await dispatchResolution(ctx, session, project, task, { node: options.node, agent: options.agent });
     } finally {

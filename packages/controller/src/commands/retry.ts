@@ -1,8 +1,7 @@
-import { join } from 'node:path';
 import { UsageError, checkName, sha256, specTitle } from '@gsync/core';
 import { getNode, getProject, resolveAgent } from '../config.js';
 import { openSession, type Context } from '../context.js';
-import { acquireLock } from '../lock.js';
+import { LOCK_WAIT_MS, acquireLock } from '../lock.js';
 import type { TaskState } from '../store.js';
 import { checkSyncMode, pickNode, sendNewTask, type DispatchResult } from './dispatch.js';
 
@@ -33,10 +32,16 @@ export async function retry(ctx: Context, options: RetryOptions): Promise<Dispat
         hint: old.state === 'conflicted' ? `a conflict is resolved with gsync-ctl resolve --project ${project.name} --task ${old.task_id}` : undefined,
       });
     }
+    const earlier = store.listTasks(project.name).find((t) => t.retry_of === old.task_id);
+    if (earlier) {
+      // An earlier retry got as far as sending (then stopped): finish it instead of sending twice.
+      store.updateTask(project.name, old.task_id, { state: 'retried', error: `retried as ${earlier.task_id} on ${earlier.node}` });
+      throw new UsageError(`task ${old.task_id} was already sent again as ${earlier.task_id} (${earlier.state} on ${earlier.node})`);
+    }
     if (old.spec_text === null) throw new UsageError(`task ${old.task_id} was dispatched by an older gsync-ctl that did not keep its spec; dispatch it again by hand`);
     const others = { ...config, nodes: config.nodes.filter((n) => n.name !== old.node) };
     const node = options.node ? getNode(config, options.node) : others.nodes.length > 0 ? pickNode(others, store) : getNode(config, old.node);
-    const release = await acquireLock(join(ctx.configDir, 'locks', `${project.name}.lock`), `project ${project.name}`, { waitMs: 15_000 });
+    const release = await acquireLock(store, `project:${project.name}`, `project ${project.name}`, { waitMs: LOCK_WAIT_MS });
     try {
       const data = Buffer.from(old.spec_text);
       const result = await sendNewTask(ctx, session, {
