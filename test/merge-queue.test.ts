@@ -231,10 +231,23 @@ describe('resolution by an agent', () => {
     expect(failed.tasks[0]).toMatchObject({ task_id: 'S03', outcome: 'failed', reason: 'the agent left conflict markers in shared.txt', wip_branch: 'task/proj-S03-l1-wip' });
     expect(repo.head('main')).toBe(main);
 
+    // A resolver that aborts the merge: its result lacks S02's work, so it is rejected, not taken as a resolution.
+    specFile(specs, 'abort.md', 'abort-merge\n');
+    writeConfig(
+      ctx.configDir,
+      { nodes: [{ name: 'l1', transport: 'local', agent: EDIT }, { name: 'l2', transport: 'local', agent: EDIT }], agents: { fixer: RESOLVE, aborter: ['node', join(AGENTS, 'resolve.mjs'), join(specs, 'abort.md')] } },
+      { proj: { repo_local: repo.dir } },
+    );
+    expect((await resolve(giveUpCtx, { project: 'proj', task: 'S02', agent: 'aborter' })).task_id).toBe('S04');
+    const dropped = await pull(giveUpCtx);
+    expect(dropped.tasks[0]).toMatchObject({ task_id: 'S04', outcome: 'rejected' });
+    expect(dropped.tasks[0]!.reason).toMatch(/does not contain the conflicted task's head/);
+    expect(repo.head('main')).toBe(main);
+
     const fixed = await resolve(giveUpCtx, { project: 'proj', task: 'S02', agent: 'fixer', node: 'l2' });
-    expect(fixed.task_id).toBe('S04');
+    expect(fixed.task_id).toBe('S05');
     const done = await pull(giveUpCtx);
-    expect(done.tasks.map((t) => [t.task_id, t.outcome])).toEqual([['S04', 'merged']]);
+    expect(done.tasks.map((t) => [t.task_id, t.outcome])).toEqual([['S05', 'merged']]);
     expect(repo.git('show', 'main:shared.txt')).toBe('one\nA\nB\nthree\n');
     await expect(resolve(giveUpCtx, { project: 'proj', task: 'S02' })).rejects.toThrow(/S02 of proj is resolved, not conflicted/);
   });

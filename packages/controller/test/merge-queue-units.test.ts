@@ -4,7 +4,7 @@ import { conflictHunks, hasConflictMarkers } from '../../core/src/conflict-marke
 import { overlappingPairs } from '../src/forecast.js';
 import { resolutionSpec, type ConflictPicture } from '../src/resolution.js';
 import { specFiles } from '../src/spec.js';
-import { outputTail } from '../src/verify.js';
+import { outputTail, verifyEnv } from '../src/verify.js';
 import type { TaskRow } from '../src/store.js';
 
 describe('overlappingPairs', () => {
@@ -45,6 +45,16 @@ describe('conflict markers', () => {
     expect(conflictHunks(text, 1)).toEqual([{ startLine: 2, text: 'b\n<<<<<<< ours\nmine\n=======\ntheirs\n>>>>>>> theirs\nc' }]);
     expect(hasConflictMarkers(text)).toBe(true);
     expect(hasConflictMarkers('Title\n=======\n\ntext\n')).toBe(false);
+  });
+});
+
+describe('verifyEnv', () => {
+  it('hands the test command the user\'s environment without git redirections, agents or credentials', () => {
+    const env = verifyEnv(
+      { PATH: '/bin', HOME: '/h', LANG: 'C', GIT_DIR: '/x', SSH_AUTH_SOCK: '/s', AWS_SECRET_ACCESS_KEY: 'k', GITHUB_TOKEN: 't', MY_API_KEY: 'k', DB_PASSWORD: 'p', NODE_OPTIONS: '--x' },
+      'c'.repeat(40),
+    );
+    expect(env).toEqual({ PATH: '/bin', HOME: '/h', LANG: 'C', NODE_OPTIONS: '--x', GSYNC_VERIFY_COMMIT: 'c'.repeat(40) });
   });
 });
 
