@@ -75,6 +75,8 @@ export const TaskStatus = z.object({
   agent_pid: z.number().int().optional(),
   agent_exit_code: z.number().int().nullable().optional(),
   error: z.string().optional(),
+  /** Files the node refused to commit as secrets (also in result.json, which an empty task has not). */
+  withheld: z.array(z.object({ path: z.string(), rule: z.string() })).optional(),
   history: z.array(z.object({ state: NodeState, at: z.string() })),
 });
 export type TaskStatus = z.infer<typeof TaskStatus>;

@@ -167,17 +167,18 @@ export async function finishTask(paths: TaskPaths, manifest: TaskManifest, run: 
   }
   const finished_at = now().toISOString();
   const held = withheld.length > 0 ? `; withheld as secrets: ${withheld.map((w) => `${w.path} (${w.rule})`).join(', ')}` : '';
-  if (run.interrupted) return await step('failed', { finished_at, error: run.interrupted + held });
+  const end = (state: TaskStatus['state'], fields: Parameters<typeof setState>[2]) => step(state, { ...fields, ...(withheld.length > 0 ? { withheld } : {}) });
+  if (run.interrupted) return await end('failed', { finished_at, error: run.interrupted + held });
   if (run.timedOut) {
-    return await step('timeout', { finished_at, error: `the agent ran longer than ${manifest.agent.timeout_seconds}s and was killed${held}` });
+    return await end('timeout', { finished_at, error: `the agent ran longer than ${manifest.agent.timeout_seconds}s and was killed${held}` });
   }
-  if (run.error) return await step('failed', { finished_at, error: `the agent could not start: ${run.error}` });
-  if (left.length > 0) return await step('failed', { finished_at, error: `the agent left conflict markers in ${left.join(', ')}${held}` });
+  if (run.error) return await end('failed', { finished_at, error: `the agent could not start: ${run.error}` });
+  if (left.length > 0) return await end('failed', { finished_at, error: `the agent left conflict markers in ${left.join(', ')}${held}` });
   if (run.exitCode !== 0) {
     const how = run.signal ? `was killed by ${run.signal}` : `exited with code ${run.exitCode}`;
-    return await step('failed', { finished_at, error: `the agent ${how}${held}` });
+    return await end('failed', { finished_at, error: `the agent ${how}${held}` });
   }
-  return await step(changed ? 'done' : 'empty', { finished_at, ...(held ? { error: held.slice(2) } : {}) });
+  return await end(changed ? 'done' : 'empty', { finished_at, ...(held ? { error: held.slice(2) } : {}) });
 }
 
 /**

@@ -121,13 +121,6 @@ async function collectAll(session: Session, project: ProjectConfig, tasks: Repor
   );
 }
 
-/** An empty task has no result.json: its withheld files are named in the status (`withheld as secrets: a (rule), ...`). */
-function withheldFromStatus(error: string | undefined): { path: string; rule: string }[] {
-  const m = /withheld as secrets: (.*)$/.exec(error ?? '');
-  if (!m) return [];
-  return [...m[1]!.matchAll(/(.+?) \(([^)]*)\)(?:, |$)/g)].map((x) => ({ path: x[1]!, rule: x[2]! }));
-}
-
 /** Tasks on a node that has not answered for stale_after_seconds become `stale`: no longer waited for, ready for `retry`. */
 function markStale(session: Session, project: ProjectConfig, nodeName: string, nodeTasks: readonly TaskRow[], why: string, tasks: ReportTask[]): void {
   const { store, config } = session;
@@ -167,7 +160,7 @@ async function settle(
   if (task.state === 'stale') session.log({ ...at, level: 'info', kind: 'answering_again', message: `${task.task_id}: ${task.node} answers again (${state})` });
   if (!['done', 'empty', 'failed', 'timeout'].includes(state)) return;
   const finished_at = report.status?.finished_at ?? store.timestamp();
-  const withheld = report.result?.withheld ?? withheldFromStatus(report.status?.error);
+  const withheld = report.result?.withheld ?? report.status?.withheld ?? [];
   if (withheld.length > 0) {
     store.updateTask(project.name, task.task_id, { withheld: JSON.stringify(withheld) });
     session.log({ ...at, level: 'warn', kind: 'withheld', message: `${task.task_id}: ${task.node} kept ${withheld.length} file(s) out of the result as secrets: ${withheld.map((w) => `${w.path} (${w.rule})`).join(', ')}`, data: { withheld } });
