@@ -109,7 +109,7 @@ describe('hostile results', () => {
     store.close();
     for (const e of corpus.entries) expect(events.some((ev) => ev.task_id === e.id && ev.kind === 'rejected')).toBe(true);
     const everything = JSON.stringify(events) + readFileSync(report.report_path!, 'utf8');
-    for (const secret of ['Q3EXAMPLEKEY7ABC', 'A1b2C3d4E5f6G7h8I9j0', 'b3BlbnNzaC1rZXktdjEAAAAA']) expect(everything).not.toContain(secret);
+    for (const secret of ['Q3EXAMPLEKEY7ABC', 'A1b2C3d4E5f6G7h8I9j0', 'b3BlbnNzaC1rZXktdjEAAAAA', 'Z9y8X7w6V5u4T3s2R1q0']) expect(everything).not.toContain(secret);
 
     // A second pull does nothing new: the rejections stand.
     const again = await pullBundles(ctx, { project: corpus.project });

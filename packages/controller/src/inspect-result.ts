@@ -4,7 +4,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { MAX_SCAN_BYTES, ProtocolError, describeFindings, git, scanFile, type SecretFinding, type SecretPolicy } from '@gsync/core';
+import { MAX_SCAN_BYTES, ProtocolError, contentFindings, describeFindings, git, scanFile, type SecretFinding, type SecretPolicy } from '@gsync/core';
 
 /**
  * A result's objects are checked before any of them enters the repository:
@@ -407,6 +407,14 @@ export async function inspectChanges(req: InspectRequest): Promise<string | unde
     for (const c of batch) findings.push(...scanFile(c.path, blobs.get(c.newOid), req.policy));
   }
   for (const c of everything.filter((c) => (sizes.get(c.newOid) ?? 0) > MAX_SCAN_BYTES)) findings.push(...scanFile(c.path, undefined, req.policy));
+  // Commit messages travel too.
+  const messages = (await git(repo, ['log', '--format=%H%n%B%x00', head, ...exclude], { env })).stdout.split('\0');
+  for (const m of messages) {
+    const nl = m.trimStart().indexOf('\n');
+    if (nl < 0) continue;
+    const body = m.trimStart();
+    findings.push(...contentFindings(`commit ${body.slice(0, 12)} message`, Buffer.from(body.slice(nl + 1)), req.policy));
+  }
   if (findings.length > 0) return `the result carries ${describeFindings(findings)}`;
   return undefined;
 }
