@@ -80,7 +80,6 @@ export async function adoptQuarantine(gitDir: string, q: Quarantine): Promise<vo
   const files = (await readdir(from)).filter((f) => /^pack-[0-9a-f]+\.(pack|rev|idx)$/.test(f));
   const order = (f: string) => (f.endsWith('.pack') ? 0 : f.endsWith('.rev') ? 1 : 2);
   for (const f of files.sort((a, b) => order(a) - order(b))) await rename(join(from, f), join(to, f));
-  await dropQuarantine(q);
 }
 
 /**

@@ -1,15 +1,5 @@
-import { BusyError } from '@gsync/core';
+import { BusyError, processAlive } from '@gsync/core';
 import type { Store } from './store.js';
-
-/** True while a process with this pid exists (EPERM: it exists, owned by someone else). */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export interface LockOptions {
   /** Wait up to this long for a live owner to finish before failing (default: fail at once). */

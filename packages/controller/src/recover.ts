@@ -1,7 +1,6 @@
-import { errorMessage } from '@gsync/core';
+import { errorMessage, processAlive } from '@gsync/core';
 import { getNode, type ProjectConfig } from './config.js';
 import { withNode } from './connect.js';
-import { processAlive } from './lock.js';
 import type { Context, Session } from './context.js';
 import { loadNodeTool } from './node-tool.js';
 import { ensureNodeTool, reportTasks } from './remote.js';
@@ -15,7 +14,7 @@ import type { TaskRow } from './store.js';
  */
 export async function recoverDispatching(ctx: Context, session: Session, project: ProjectConfig): Promise<TaskRow[]> {
   const { store, config } = session;
-  const orphans = store.listTasks(project.name, ['dispatching']).filter((t) => !t.dispatch_pid || !processAlive(t.dispatch_pid));
+  const orphans = store.listTasks(project.name, ['dispatching']).filter((t) => !processAlive(t.dispatch_pid));
   const settled: TaskRow[] = [];
   const byNode = new Map<string, TaskRow[]>();
   for (const t of orphans) byNode.set(t.node, [...(byNode.get(t.node) ?? []), t]);

@@ -58,10 +58,11 @@ function list(items: readonly string[] | undefined, limit = 50): string {
   return shown.join(', ') + (items.length > limit ? ` … and ${items.length - limit} more` : '');
 }
 
-function fence(text: string): string[] {
+/** A markdown code block whose fence is longer than any run of backticks in `text`, so the text cannot close it. */
+export function fenced(text: string, info = ''): string {
   const longest = Math.max(2, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
-  const f = '`'.repeat(longest + 1);
-  return [f, ...text.split('\n'), f];
+  const fence = '`'.repeat(longest + 1);
+  return `${fence}${info}\n${text.replace(/\n$/, '')}\n${fence}`;
 }
 
 function forecastSection(f: Forecast): string[] {
@@ -82,7 +83,7 @@ function taskSection(t: ReportTask): string[] {
   if (t.merge_commit) lines.push(`- merge commit: \`${t.merge_commit}\``);
   if (t.verify) {
     lines.push(`- verify_command: ${t.verify.passed ? 'passed' : `failed (${t.verify.reason})`} in ${t.verify.seconds.toFixed(1)} s, log \`${t.verify.log}\``);
-    if (!t.verify.passed && t.verify.tail) lines.push('', '  Last lines of its output:', '', ...fence(t.verify.tail).map((l) => `  ${l}`), '');
+    if (!t.verify.passed && t.verify.tail) lines.push('', '  Last lines of its output:', '', ...fenced(t.verify.tail).split('\n').map((l) => `  ${l}`), '');
   }
   if (t.conflict_paths) lines.push(`- conflicting paths: ${list(t.conflict_paths)}`);
   if (t.wip_branch) lines.push(`- work in progress kept on \`${t.wip_branch}\` (never merged automatically)`);

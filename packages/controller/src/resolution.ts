@@ -5,6 +5,7 @@ import { agentProfile, conflictHandler, getNode, resolveAgent, type ProjectConfi
 import type { Context, Session } from './context.js';
 import { pickNode, sendNewTask, type DispatchResult } from './commands/dispatch.js';
 import { mergeIdentity, planMerge } from './merge.js';
+import { fenced } from './report.js';
 import type { TaskRow } from './store.js';
 
 export const RESOLUTION_SPEC_FILE = 'conflict_resolution_spec.md';
@@ -24,13 +25,6 @@ export interface ConflictPicture {
 }
 
 const HUNK_BUDGET = 48 * 1024;
-
-/** A fence longer than any run of backticks in `text`, so the text cannot close it. */
-function fenced(text: string, info = ''): string {
-  const longest = Math.max(2, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
-  const fence = '`'.repeat(longest + 1);
-  return `${fence}${info}\n${text.replace(/\n$/, '')}\n${fence}`;
-}
 
 /** The spec a resolving agent gets: both intents, the conflicted paths and hunks, and what done means. */
 export function resolutionSpec(c: ConflictPicture): string {

@@ -218,8 +218,8 @@ export async function isMerging(cwd: string): Promise<boolean> {
 
 /** The bytes of `path` in `tree`, or undefined when the tree has no blob there. */
 export async function readBlob(cwd: string, tree: string, path: string): Promise<Buffer | undefined> {
-  const r = await execa('git', ['cat-file', 'blob', `${tree}:${path}`], { cwd, env: BASE_ENV, reject: false, encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 });
-  return r.exitCode === 0 ? Buffer.from(r.stdout) : undefined;
+  const r = await git(cwd, ['cat-file', 'blob', `${tree}:${path}`], { encoding: 'buffer', okExitCodes: [128] });
+  return r.exitCode === 0 ? r.stdoutBuffer : undefined;
 }
 
 /**

@@ -1,20 +1,10 @@
 import { existsSync } from 'node:fs';
 import { open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errorMessage, gitOps, isFinal } from '@gsync/core';
+import { errorMessage, gitOps, isFinal, processAlive } from '@gsync/core';
 import type { TaskPaths } from './paths.js';
 import { finishTask, readManifest } from './run.js';
 import { readStatus, setState } from './status.js';
-
-function alive(pid: number | undefined): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** A task that was received but not started within this long is taken as never started. */
 const START_GRACE_MS = 60_000;
@@ -29,7 +19,7 @@ const START_GRACE_MS = 60_000;
 export async function recoverInterrupted(paths: TaskPaths, now: () => Date = () => new Date()): Promise<void> {
   const status = await readStatus(paths.status);
   if (!status || isFinal(status.state)) return;
-  if (alive(status.pid) || alive(status.agent_pid)) return;
+  if (processAlive(status.pid) || processAlive(status.agent_pid)) return;
   // `accept --start` writes `received` just before it starts the run: give the run time to show up.
   if (status.state === 'received' && Date.now() - Date.parse(status.updated_at) < START_GRACE_MS) return;
   const lockFile = join(paths.dir, '.recover.lock');

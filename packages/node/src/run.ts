@@ -11,6 +11,7 @@ import {
   failpoint,
   gitOps,
   hasConflictMarkers,
+  processAlive,
   runInProcessGroup,
   scanFile,
   sha256File,
@@ -245,10 +246,5 @@ export async function isRunning(paths: TaskPaths): Promise<boolean> {
   const status = await readStatus(paths.status);
   if (!status?.pid || status.state === 'received') return false;
   if (['done', 'empty', 'failed', 'timeout'].includes(status.state)) return false;
-  try {
-    process.kill(status.pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+  return processAlive(status.pid);
 }

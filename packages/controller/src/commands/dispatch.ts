@@ -168,31 +168,32 @@ export async function sendNewTask(ctx: Context, session: Session, req: TaskToSen
   const temp = await mkdtemp(join(tmpdir(), 'gsync-dispatch-'));
   try {
     const bundlePath = join(temp, FILES.baseBundle);
-    const manifest = await (async (): Promise<TaskManifest> => {
+    let bundle: TaskManifest['bundle'];
+    try {
       await gitOps.createBundle(project.repo_local, bundlePath, [baseRef, ...(req.resolves ? [req.resolves.ref] : [])]);
-      return {
-        protocol: PROTOCOL_VERSION,
-        project: project.name,
-        task_id: taskId,
-        node: node.name,
-        branch,
-        base: { ref: baseRef, commit: baseCommit },
-        ...(req.resolves ? { merge: { ref: req.resolves.ref, commit: req.resolves.commit } } : {}),
-        bundle: { name: FILES.baseBundle, size: (await stat(bundlePath)).size, sha256: await sha256File(bundlePath) },
-        spec: { name: FILES.spec, sha256: spec.sha256, title: spec.title },
-        agent: {
-          argv: req.agent,
-          timeout_seconds: project.agent_timeout_seconds ?? node.agent_timeout_seconds ?? config.agentTimeoutSeconds,
-          kill_grace_seconds: 5,
-        },
-        policy: secretPolicy(config, project),
-        created_at: ctx.now().toISOString(),
-      };
-    })().catch((error: unknown) => {
+      bundle = { name: FILES.baseBundle, size: (await stat(bundlePath)).size, sha256: await sha256File(bundlePath) };
+    } catch (error) {
       store.deleteTask(project.name, taskId);
       throw error;
-    });
-    const bundle = manifest.bundle;
+    }
+    const manifest: TaskManifest = {
+      protocol: PROTOCOL_VERSION,
+      project: project.name,
+      task_id: taskId,
+      node: node.name,
+      branch,
+      base: { ref: baseRef, commit: baseCommit },
+      ...(req.resolves ? { merge: { ref: req.resolves.ref, commit: req.resolves.commit } } : {}),
+      bundle,
+      spec: { name: FILES.spec, sha256: spec.sha256, title: spec.title },
+      agent: {
+        argv: req.agent,
+        timeout_seconds: project.agent_timeout_seconds ?? node.agent_timeout_seconds ?? config.agentTimeoutSeconds,
+        kill_grace_seconds: 5,
+      },
+      policy: secretPolicy(config, project),
+      created_at: ctx.now().toISOString(),
+    };
     const at = { project: project.name, task_id: taskId, node: node.name };
     // Only a link that failed after connecting can have delivered the task with its answer lost.
     const mayHaveArrived = (error: unknown) => error instanceof SshError && error.kind === 'transfer';
