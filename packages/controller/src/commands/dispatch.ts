@@ -118,6 +118,8 @@ function reserveTask(session: Session, req: TaskToSend, fields: Omit<NewTask, 'p
       });
     }
     const clash = branchClash(store.listTasks(project.name), branch);
+    // With a free id taken by another controller in the meantime, the next one is tried.
+    if (clash && req.taskId === undefined && attempt < 100) continue;
     if (clash) {
       throw new UsageError(`task ${taskId} on ${node.name} would get the branch ${branch}, which task ${clash} already uses (names are joined with "-")`, {
         hint: 'choose a --task without "-", or another node',
