@@ -9,7 +9,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { dispatch } from '../packages/controller/src/commands/dispatch.js';
+import { dispatch } from '@gsync/controller';
 import { AGENTS, ROOT, cleanupTempDirs, gitRepo, tempDir } from '../test/helpers/git-repo.js';
 import { testContext, writeConfig } from '../test/helpers/world.js';
 

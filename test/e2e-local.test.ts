@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { dispatch } from '../packages/controller/src/commands/dispatch.js';
-import { pullBundles } from '../packages/controller/src/commands/pull-bundles.js';
-import { status } from '../packages/controller/src/commands/status.js';
+import { dispatch } from '@gsync/controller';
+import { pullBundles } from '@gsync/controller';
+import { status } from '@gsync/controller';
 import { AGENTS, cleanupTempDirs, gitRepo, tempDir, type GitRepo } from './helpers/git-repo.js';
 import { specFile, testContext, writeConfig } from './helpers/world.js';
 

@@ -17,14 +17,14 @@ import {
   taskBranch,
   MAX_TITLE_CHARS,
   type NameKind,
-} from '../packages/core/src/index.js';
-import type { NodeConfig } from '../packages/controller/src/config.js';
-import { openLocalTransport } from '../packages/controller/src/local-transport.js';
-import type { NodeTool } from '../packages/controller/src/node-tool.js';
-import { branchClash } from '../packages/controller/src/commands/dispatch.js';
-import { ensureNodeTool, fetchTaskFile, reportTasks, sendTask, toolPath } from '../packages/controller/src/remote.js';
-import type { NodeTransport } from '../packages/controller/src/transport.js';
-import { taskDir, taskPaths, tasksRoot } from '../packages/node/src/paths.js';
+} from '@gsync/core';
+import type { NodeConfig } from '@gsync/controller';
+import { openLocalTransport } from '@gsync/controller';
+import type { NodeTool } from '@gsync/controller';
+import { branchClash } from '@gsync/controller';
+import { ensureNodeTool, fetchTaskFile, reportTasks, acceptTask, toolPath } from '@gsync/controller';
+import type { NodeTransport } from '@gsync/controller';
+import { taskDir, taskPaths, tasksRoot } from '@gsync/node';
 import { NODE_TOOL, cleanupTempDirs, tempDir } from './helpers/git-repo.js';
 
 /**
@@ -300,7 +300,7 @@ describe('command lines for the node shell', () => {
         try {
           if (op === 'report') await reportTasks(transport, node, project, ids);
           else if (op === 'send') await fetchTaskFile(transport, node, project, ids[0]!, 'status.json', sink());
-          else await sendTask(transport, node, project, ids[0]!, { manifest: Buffer.from('{}'), spec: Buffer.from('spec'), bundlePath: bundle, bundleSize: 19 });
+          else await acceptTask(transport, node, project, ids[0]!, [{ name: 'task.json', data: Buffer.from('{}') }, { name: 'spec.md', data: Buffer.from('spec') }, { name: 'base.bundle', path: bundle, size: 19 }]);
         } catch (e) {
           error = e;
         }

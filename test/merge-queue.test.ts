@@ -1,11 +1,11 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { conflicts } from '../packages/controller/src/commands/conflicts.js';
-import { dispatch } from '../packages/controller/src/commands/dispatch.js';
-import { pullBundles } from '../packages/controller/src/commands/pull-bundles.js';
-import { resolve } from '../packages/controller/src/commands/resolve.js';
-import { Store } from '../packages/controller/src/store.js';
+import { conflicts } from '@gsync/controller';
+import { dispatch } from '@gsync/controller';
+import { pullBundles } from '@gsync/controller';
+import { resolve } from '@gsync/controller';
+import { Store } from '@gsync/controller';
 import { AGENTS, ROOT, cleanupTempDirs, gitRepo, tempDir, type GitRepo } from './helpers/git-repo.js';
 import { specFile, testContext, writeConfig } from './helpers/world.js';
 

@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Context, ProgressEvent } from '../../packages/controller/src/context.js';
+import type { Context, ProgressEvent } from '@gsync/controller';
 import { NODE_TOOL, tempDir } from './git-repo.js';
 
 export interface TestContext extends Context {
@@ -15,6 +15,7 @@ export function testContext(configDir: string, overrides: Partial<Context> = {})
     home: tempDir('gsync-home-'),
     env: { ...process.env, SSH_AUTH_SOCK: '' },
     now: () => new Date(),
+    pid: process.pid,
     nodeToolPath: NODE_TOOL,
     acceptNew: false,
     onEvent: (e) => events.push(e),

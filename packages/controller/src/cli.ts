@@ -13,6 +13,8 @@ export interface CliIo {
   /** Where the built gsync-node file is, to ship to nodes. */
   nodeToolPath: string;
   now?: () => Date;
+  /** This process's id: the owner of its locks. */
+  pid: number;
   isTTY?: boolean;
 }
 
@@ -51,6 +53,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       home,
       env: io.env,
       now: io.now ?? (() => new Date()),
+      pid: io.pid,
       nodeToolPath: io.nodeToolPath,
       acceptNew: g.acceptNew,
       onEvent: (e) => {
@@ -97,7 +100,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           .option('timeout', { type: 'number', describe: 'stop waiting after this many seconds' })
           .option('any-order', { type: 'boolean', default: false, describe: 'merge each task once collected, not strictly in dispatch order' }),
       async (a) => {
-        const { pullBundles } = await import('./commands/pull-bundles.js');
+        const { pullBundles } = await import('./commands/pull.js');
         const r = await pullBundles(context(a as unknown as Global), { project: a.project, wait: a.wait, interval: a.interval, timeout: a.timeout, anyOrder: a.anyOrder });
         print(a.json ? JSON.stringify(r, null, 2) : renderRunSummary(c, r));
         exitCode = r.exit_code;

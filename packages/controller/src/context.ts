@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { loadConfig, type Config } from './config.js';
-import type { ConnectContext } from './connect.js';
-import { Store } from './store.js';
+import type { ConnectContext } from './ssh/connect.js';
+import { Store } from './store/store.js';
 
 /** A step worth telling the user about; the CLI renders it, the store keeps it. */
 export interface ProgressEvent {
@@ -19,6 +19,8 @@ export interface Context {
   home: string;
   env: NodeJS.ProcessEnv;
   now: () => Date;
+  /** This gsync-ctl process: the owner of its locks and of the dispatches it is sending. */
+  pid: number;
   nodeToolPath: string;
   acceptNew: boolean;
   onEvent: (event: ProgressEvent) => void;
@@ -55,4 +57,14 @@ export async function openSession(ctx: Context): Promise<Session> {
       store.close();
     },
   };
+}
+
+/** Runs `fn` with a session open, and closes it whatever happens. */
+export async function withSession<T>(ctx: Context, fn: (session: Session) => Promise<T>): Promise<T> {
+  const session = await openSession(ctx);
+  try {
+    return await fn(session);
+  } finally {
+    session.close();
+  }
 }

@@ -6,5 +6,6 @@ process.exitCode = await main(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
   isTTY: process.stdout.isTTY,
+  pid: process.pid,
   nodeToolPath: fileURLToPath(new URL('../../node/dist/gsync-node.mjs', import.meta.url)),
 });

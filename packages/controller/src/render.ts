@@ -1,6 +1,6 @@
 import chalk, { type ChalkInstance } from 'chalk';
 import type { ProgressEvent } from './context.js';
-import type { RunReport } from './report.js';
+import type { RunReport } from './report/report.js';
 import type { ConflictsResult } from './commands/conflicts.js';
 import type { StatusRow } from './commands/status.js';
 

@@ -2,8 +2,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, tempDir } from '../../../test/helpers/git-repo.js';
-import { ConfigError, UsageError } from '../../core/src/errors.js';
-import { expandUserPath, getNode, getProject, loadConfig, resolveAgent } from '../src/config.js';
+import { ConfigError, UsageError } from '@gsync/core';
+import { expandUserPath, getNode, getProject, loadConfig, resolveAgent } from '@gsync/controller';
 
 afterAll(cleanupTempDirs);
 

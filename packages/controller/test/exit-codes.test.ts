@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { BusyError, ConfigError, GitError, GsyncError, ProtocolError, SshError, UsageError } from '../../core/src/errors.js';
-import { exitCodeOf } from '../src/cli.js';
-import { EXIT } from '../src/exit-codes.js';
+import { BusyError, ConfigError, GitError, GsyncError, ProtocolError, SshError, UsageError } from '@gsync/core';
+import { exitCodeOf } from '@gsync/controller';
+import { EXIT } from '@gsync/controller';
 
 describe('exitCodeOf', () => {
   const cases: [string, unknown, number][] = [

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { conflictHunks, hasConflictMarkers } from '../../core/src/conflict-markers.js';
-import { overlappingPairs } from '../src/forecast.js';
-import { resolutionSpec, type ConflictPicture } from '../src/resolution.js';
-import { specFiles } from '../src/spec.js';
-import { outputTail, verifyEnv } from '../src/verify.js';
-import type { TaskRow } from '../src/store.js';
+import { conflictHunks, hasConflictMarkers } from '@gsync/core';
+import { overlappingPairs } from '@gsync/controller';
+import { resolutionSpec, type ConflictPicture } from '@gsync/controller';
+import { specFiles } from '@gsync/controller';
+import { outputTail, testGateEnv } from '@gsync/controller';
+import type { TaskRow } from '@gsync/controller';
 
 describe('overlappingPairs', () => {
   it('pairs tasks that share a path or where one uses the other\'s file as a directory', () => {
@@ -48,9 +48,9 @@ describe('conflict markers', () => {
   });
 });
 
-describe('verifyEnv', () => {
+describe('testGateEnv', () => {
   it('hands the test command the user\'s environment without git redirections, agents or credentials', () => {
-    const env = verifyEnv(
+    const env = testGateEnv(
       { PATH: '/bin', HOME: '/h', LANG: 'C', GIT_DIR: '/x', SSH_AUTH_SOCK: '/s', AWS_SECRET_ACCESS_KEY: 'k', GITHUB_TOKEN: 't', MY_API_KEY: 'k', DB_PASSWORD: 'p', NODE_OPTIONS: '--x' },
       'c'.repeat(40),
     );

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { renderReport, type ReportTask, type RunReport } from '../src/report.js';
+import { renderReport, type ReportTask, type RunReport } from '@gsync/controller';
 
 const MAIN_BEFORE = '1111111111aa' + 'b'.repeat(28);
 const MAIN_AFTER = '2222222222cc' + 'd'.repeat(28);

@@ -3,9 +3,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, tempDir } from '../../../test/helpers/git-repo.js';
-import { MAX_ARG_BYTES } from '../../core/src/agent-argv.js';
-import { UsageError } from '../../core/src/errors.js';
-import { MAX_SPEC_BYTES, readSpec } from '../src/spec.js';
+import { MAX_ARG_BYTES } from '@gsync/core';
+import { UsageError } from '@gsync/core';
+import { MAX_SPEC_BYTES, readSpec } from '@gsync/controller';
 
 afterAll(cleanupTempDirs);
 

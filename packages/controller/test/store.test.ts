@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, tempDir } from '../../../test/helpers/git-repo.js';
-import { ATTENTION_STATES, OPEN_STATES, Store, type TaskState } from '../src/store.js';
+import { ATTENTION_STATES, OPEN_STATES, Store, canTransition, type TaskState } from '@gsync/controller';
 
 const open: Store[] = [];
 afterEach(() => {
@@ -25,7 +25,13 @@ function openStore(file: string, now = clock()): Store {
   return store;
 }
 
-function newTask(project: string, taskId: string, node = 'n1', state: TaskState = 'dispatching') {
+/** A task as a test needs it: inserted (so `dispatching`), then put in `state` directly, as a journey would have left it. */
+function seedTask(store: Store, project: string, taskId: string, node: string, state: TaskState): void {
+  store.insertTask(newTask(project, taskId, node));
+  store.db.prepare('UPDATE tasks SET state = ? WHERE project = ? AND task_id = ?').run(state, project, taskId);
+}
+
+function newTask(project: string, taskId: string, node = 'n1') {
   return {
     project,
     task_id: taskId,
@@ -35,7 +41,6 @@ function newTask(project: string, taskId: string, node = 'n1', state: TaskState 
     base_commit: BASE,
     spec_title: `Title ${taskId}`,
     spec_sha256: 'f'.repeat(64),
-    state,
   };
 }
 
@@ -84,8 +89,7 @@ describe('Store on a real SQLite file', () => {
     const first = openStore(file);
     const version = first.db.pragma('user_version', { simple: true }) as number;
     first.insertTask(newTask('proj', 'S01'));
-    first.updateTask('proj', 'S01', { state: 'dispatched', dispatched_at: '2025-01-02T03:05:00.000Z' });
-    first.addEvent({ project: 'proj', task_id: 'S01', node: 'n1', kind: 'dispatched', message: 'sent to n1', data: { bytes: 123 } });
+    first.moveTask('proj', 'S01', 'dispatched', { dispatched_at: '2025-01-02T03:05:00.000Z' }, { node: 'n1', kind: 'dispatched', message: 'sent to n1', data: { bytes: 123 } }, canTransition);
     first.close();
     expect(userVersion(file)).toBe(version);
 
@@ -149,11 +153,11 @@ describe('tasks', () => {
 
   it('lists in dispatch order, filters by state, and counts open tasks per node across projects', () => {
     const store = openStore(join(tempDir('gsync-store-'), 'gsync.db'));
-    store.insertTask(newTask('proj', 'S03', 'n1', 'dispatched'));
-    store.insertTask(newTask('proj', 'S01', 'n2', 'conflicted'));
-    store.insertTask(newTask('proj', 'S02', 'n1', 'merged'));
-    store.insertTask(newTask('other', 'S01', 'n1', 'dispatching'));
-    store.insertTask(newTask('other', 'S02', 'n2', 'failed'));
+    seedTask(store, 'proj', 'S03', 'n1', 'dispatched');
+    seedTask(store, 'proj', 'S01', 'n2', 'conflicted');
+    seedTask(store, 'proj', 'S02', 'n1', 'merged');
+    seedTask(store, 'other', 'S01', 'n1', 'dispatching');
+    seedTask(store, 'other', 'S02', 'n2', 'failed');
     expect(store.listTasks('proj').map((t) => t.task_id)).toEqual(['S03', 'S01', 'S02']);
     expect(store.listTasks('proj', ATTENTION_STATES).map((t) => t.task_id)).toEqual(['S01']);
     expect(store.listTasks('other', OPEN_STATES).map((t) => t.task_id)).toEqual(['S01']);
@@ -166,10 +170,10 @@ describe('tasks', () => {
     const store = openStore(join(tempDir('gsync-store-'), 'gsync.db'));
     store.insertTask(newTask('proj', 'S01'));
     store.insertTask(newTask('proj', 'S02'));
-    store.updateTask('proj', 'S01', { state: 'conflicted', conflict_paths: JSON.stringify(['a.txt']), error: "it's \"quoted\"; DROP TABLE tasks" });
+    store.updateTask('proj', 'S01', { conflict_paths: JSON.stringify(['a.txt']), error: "it's \"quoted\"; DROP TABLE tasks" });
     store.updateTask('proj', 'S01', {});
     expect(store.getTask('proj', 'S01')).toMatchObject({
-      state: 'conflicted',
+      state: 'dispatching',
       conflict_paths: '["a.txt"]',
       error: "it's \"quoted\"; DROP TABLE tasks",
       branch: 'task/proj-S01-n1',

@@ -1,3 +1,6 @@
+import { spawn } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { GitError } from './errors.js';
 
@@ -43,6 +46,51 @@ export async function git(cwd: string, args: readonly string[], options: GitOpti
   }
   const stdoutBuffer = result.stdout instanceof Uint8Array ? Buffer.from(result.stdout) : undefined;
   return { stdout: stdoutBuffer ? '' : text(result.stdout), stderr: text(result.stderr), exitCode, ...(stdoutBuffer ? { stdoutBuffer } : {}) };
+}
+
+/** A git process read as it runs: for output too large to buffer, or to stop early. */
+export interface GitProcess {
+  stdin: Writable;
+  stdout: Readable;
+  /** Kills the process; `done` then resolves with `stopped: true`. */
+  stop(): void;
+  /** Resolves when it exits 0 (or was stopped), rejects with GitError otherwise. */
+  done: Promise<{ stopped: boolean }>;
+}
+
+export interface GitProcessOptions {
+  env?: Record<string, string>;
+  /** Fed to stdin, then EOF; without it stdin stays open for the caller. */
+  input?: Readable;
+}
+
+export function spawnGit(cwd: string, args: readonly string[], options: GitProcessOptions = {}): GitProcess {
+  const child = spawn('git', args, { cwd, env: { ...process.env, ...BASE_ENV, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  let stopped = false;
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d: string) => (stderr = (stderr + d).slice(-8000)));
+  // A process that ends (or is stopped) before reading all its input is not an error of the writer's.
+  child.stdin.on('error', () => undefined);
+  const fed = options.input ? pipeline(options.input, child.stdin).catch(() => undefined) : Promise.resolve();
+  const done = new Promise<{ stopped: boolean }>((resolve, reject) => {
+    child.on('error', (error) => reject(new GitError(args, undefined, error.message, { cause: error })));
+    child.on('close', async (code) => {
+      await fed;
+      if (stopped) return resolve({ stopped: true });
+      if (code === 0) return resolve({ stopped: false });
+      reject(new GitError(args, code ?? undefined, stderr));
+    });
+  });
+  return {
+    stdin: child.stdin,
+    stdout: child.stdout,
+    stop() {
+      stopped = true;
+      child.kill('SIGKILL');
+    },
+    done,
+  };
 }
 
 const lines = (s: string): string[] => s.split('\n').filter((l) => l !== '');
@@ -118,6 +166,11 @@ export async function fetchRefs(cwd: string, source: string, refspecs: readonly 
 
 export async function updateRef(cwd: string, ref: string, newOid: string, oldOid: string, reason: string): Promise<void> {
   await git(cwd, ['update-ref', '-m', reason, ref, newOid, oldOid]);
+}
+
+/** Points `ref` at `newOid` whatever it pointed to before. */
+export async function setRef(cwd: string, ref: string, newOid: string, reason: string): Promise<void> {
+  await git(cwd, ['update-ref', '-m', reason, ref, newOid]);
 }
 
 export async function deleteRef(cwd: string, ref: string): Promise<void> {

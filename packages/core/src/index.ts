@@ -10,5 +10,5 @@ export * from './process-group.js';
 export * from './conflict-markers.js';
 export * from './failpoint.js';
 export * as gitOps from './git.js';
-export { git, ZERO_OID, type GitOptions, type GitResult } from './git.js';
+export { git, spawnGit, ZERO_OID, type GitOptions, type GitProcess, type GitResult } from './git.js';
 export * from './secrets.js';

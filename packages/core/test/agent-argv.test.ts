@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_AGENT_ARGV, MAX_TITLE_CHARS, commitSubject, expandAgentArgv, specTitle, usesSpecText } from '../src/agent-argv.js';
+import { DEFAULT_AGENT_ARGV, MAX_TITLE_CHARS, commitSubject, expandAgentArgv, specTitle, usesSpecText } from '@gsync/core';
 
 /** Runs argv without a shell and returns the arguments the program received. */
 function receivedArgv(argv: readonly string[]): string[] {

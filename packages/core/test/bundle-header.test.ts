@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, gitRepo, tempDir } from '../../../test/helpers/git-repo.js';
-import { parseBundleHeader } from '../src/bundle-header.js';
+import { parseBundleHeader } from '@gsync/core';
 
 afterAll(cleanupTempDirs);
 

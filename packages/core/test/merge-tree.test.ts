@@ -1,7 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, gitRepo, type GitRepo } from '../../../test/helpers/git-repo.js';
-import { mergeTree, parseMergeTree } from '../src/git.js';
+import { gitOps } from '@gsync/core';
+
+const { mergeTree, parseMergeTree } = gitOps;
 
 afterAll(cleanupTempDirs);
 

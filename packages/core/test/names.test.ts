@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { UsageError } from '../src/errors.js';
-import { checkName, incomingRef, isValidName, nameProblem, nextTaskId, taskBranch } from '../src/names.js';
+import { UsageError } from '@gsync/core';
+import { checkName, incomingRef, isValidName, nameProblem, nextTaskId, taskBranch } from '@gsync/core';
 
 function gitAcceptsRef(ref: string): boolean {
   return spawnSync('git', ['check-ref-format', ref]).status === 0;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
-import { TaskManifest, TaskReport, TaskResult, TaskStatus, describeZodError, isFinal } from '../src/protocol.js';
+import { TaskManifest, TaskReport, TaskResult, TaskStatus, describeZodError, isFinal } from '@gsync/core';
 
 const SHA1 = '0123456789abcdef0123456789abcdef01234567';
 const SHA1_B = 'fedcba9876543210fedcba9876543210fedcba98';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../src/errors.js';
+import { ConfigError } from '@gsync/core';
 import {
   BINARY_SNIFF_BYTES,
   DEFAULT_CONTENT_RULES,
@@ -16,7 +16,7 @@ import {
   pathFinding,
   scanFile,
   type SecretFinding,
-} from '../src/secrets.js';
+} from '@gsync/core';
 
 // Fake secrets are assembled at run time so that this file itself never looks like it holds
 // one (gsync scans its own repository like any other; see the last test).

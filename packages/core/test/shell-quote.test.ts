@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { quoteArgv, quoteWord } from '../src/shell-quote.js';
+import { quoteArgv, quoteWord } from '@gsync/core';
 
 /** What a real POSIX sh makes of a command line: the bytes `printf %s <word>` writes. */
 function shPrintf(quoted: string): string {

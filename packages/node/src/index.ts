@@ -2,4 +2,4 @@ export { main, VERSION, type NodeIo } from './cli.js';
 export { runTask } from './run.js';
 export { acceptTask } from './accept.js';
 export { reportTasks } from './report.js';
-export { taskPaths, taskDir, expandHome } from './paths.js';
+export { taskPaths, taskDir, tasksRoot, expandHome } from './paths.js';

@@ -1,7 +1,7 @@
 import { checkName, gitOps } from '@gsync/core';
 import { getProject } from '../config.js';
-import { openSession, type Context } from '../context.js';
-import { forecastConflicts, type Forecast } from '../forecast.js';
+import { withSession, type Context } from '../context.js';
+import { forecastConflicts, forecastTasks, type Forecast } from '../queue/forecast.js';
 import { checkRepo } from '../repo.js';
 
 export interface ConflictsOptions {
@@ -22,17 +22,12 @@ export interface ConflictsResult extends Forecast {
  * conflict with main and with each other. Reads only; moves no ref.
  */
 export async function conflicts(ctx: Context, options: ConflictsOptions): Promise<ConflictsResult> {
-  const session = await openSession(ctx);
-  try {
+  return withSession(ctx, async (session) => {
     const project = getProject(session.config, checkName('project', options.project));
     const mainRef = `refs/heads/${project.main_branch}`;
     const main = await checkRepo(project, mainRef);
     const collected = session.store.listTasks(project.name, ['collected']);
-    const forecast = await forecastConflicts(
-      project.repo_local,
-      main,
-      collected.map((t) => ({ task_id: t.task_id, head: t.result_head!, paths: t.changed_paths ? (JSON.parse(t.changed_paths) as string[]) : [] })),
-    );
+    const forecast = await forecastConflicts(project.repo_local, main, forecastTasks(collected));
     const conflicted = [];
     for (const t of session.store.listTasks(project.name, ['conflicted'])) {
       if (t.result_head && (await gitOps.resolveCommit(project.repo_local, t.result_head))) {
@@ -40,7 +35,5 @@ export async function conflicts(ctx: Context, options: ConflictsOptions): Promis
       }
     }
     return { project: project.name, main_branch: project.main_branch, tasks: collected.map((t) => t.task_id), conflicted, ...forecast };
-  } finally {
-    session.close();
-  }
+  });
 }

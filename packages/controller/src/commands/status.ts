@@ -1,7 +1,7 @@
 import { checkName } from '@gsync/core';
 import { getProject } from '../config.js';
-import { openSession, type Context } from '../context.js';
-import type { TaskRow } from '../store.js';
+import { withSession, type Context } from '../context.js';
+import type { TaskRow } from '../store/store.js';
 
 export interface StatusOptions {
   project: string;
@@ -39,11 +39,8 @@ function toRow(t: TaskRow): StatusRow {
 
 /** Every task of a project as the store knows it (pull-bundles refreshes what nodes report). */
 export async function status(ctx: Context, options: StatusOptions): Promise<StatusRow[]> {
-  const session = await openSession(ctx);
-  try {
+  return withSession(ctx, async (session) => {
     const project = getProject(session.config, checkName('project', options.project));
     return session.store.listTasks(project.name).map(toRow);
-  } finally {
-    session.close();
-  }
+  });
 }

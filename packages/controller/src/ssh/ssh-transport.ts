@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
 import ssh2, { type AgentAuthMethod, type ConnectConfig, type PublicKeyAuthMethod } from 'ssh2';
 import { SshError, quoteArgv } from '@gsync/core';
-import type { ExecOptions, ExecResult, NodeTransport } from '../transport.js';
+import type { ExecOptions, ExecResult, NodeTransport } from './transport.js';
 import {
   checkHostKey,
   fingerprint,

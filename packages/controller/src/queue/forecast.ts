@@ -1,5 +1,6 @@
 import pLimit from 'p-limit';
 import { gitOps } from '@gsync/core';
+import type { TaskRow } from '../store/store.js';
 
 export interface ForecastTask {
   task_id: string;
@@ -86,5 +87,23 @@ export async function forecastConflicts(repo: string, main: string, tasks: reado
     pairs: pairs.filter((p) => p !== undefined),
     pairs_checked: candidates.length,
     pairs_total: (clean.length * (clean.length - 1)) / 2,
+  };
+}
+
+/** The forecast's view of collected tasks: head and changed paths, from their rows. */
+export function forecastTasks(rows: readonly Pick<TaskRow, 'task_id' | 'result_head' | 'changed_paths'>[]): ForecastTask[] {
+  return rows.map((t) => ({ task_id: t.task_id, head: t.result_head!, paths: t.changed_paths ? (JSON.parse(t.changed_paths) as string[]) : [] }));
+}
+
+/** With --wait a run forecasts once per round; the report keeps everything any round foresaw. */
+export function mergeForecasts(a: Forecast, b: Forecast): Forecast {
+  const withMain = new Map([...a.with_main, ...b.with_main].map((m) => [m.task_id, m]));
+  const pairs = new Map([...a.pairs, ...b.pairs].map((p) => [`${p.a} ${p.b}`, p]));
+  return {
+    main: b.main,
+    with_main: [...withMain.values()],
+    pairs: [...pairs.values()],
+    pairs_checked: a.pairs_checked + b.pairs_checked,
+    pairs_total: a.pairs_total + b.pairs_total,
   };
 }

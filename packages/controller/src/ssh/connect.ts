@@ -1,8 +1,8 @@
 import { SshError } from '@gsync/core';
-import type { Config, NodeConfig } from './config.js';
+import type { Config, NodeConfig } from '../config.js';
 import { openLocalTransport } from './local-transport.js';
-import { resolveSshTarget } from './ssh/resolve.js';
-import { openSshTransport } from './ssh/ssh-transport.js';
+import { resolveSshTarget } from './resolve.js';
+import { openSshTransport } from './ssh-transport.js';
 import type { NodeTransport } from './transport.js';
 
 export interface ConnectContext {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gitOps, runInProcessGroup } from '@gsync/core';
 
-export interface VerifyRequest {
+export interface TestGateRequest {
   repo: string;
   /** The merge commit to test; it must be reachable from a ref while the command runs. */
   commit: string;
@@ -13,7 +13,7 @@ export interface VerifyRequest {
   env: NodeJS.ProcessEnv;
 }
 
-export interface VerifyOutcome {
+export interface TestGateOutcome {
   passed: boolean;
   exitCode: number | null;
   timedOut: boolean;
@@ -35,8 +35,8 @@ export function outputTail(text: string): string {
 /** Variables the command (which runs code from a node) must not see: git redirections, agents, credentials. */
 const WITHHELD_ENV = /^(GIT_|SSH_AUTH_SOCK$|SSH_AGENT_PID$|GPG_AGENT_INFO$|GNUPGHOME$|AWS_|AZURE_|GOOGLE_|GCLOUD_|CLOUDSDK_|GH_|GITHUB_|GITLAB_|NPM_TOKEN|NODE_AUTH_TOKEN|ANTHROPIC_|OPENAI_|HF_|HUGGING)|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_KEY|ACCESS_KEY|PRIVATE_KEY/i;
 
-/** The environment of the verify command: the user's, minus what points git elsewhere or could hand out credentials. */
-export function verifyEnv(env: NodeJS.ProcessEnv, commit: string): NodeJS.ProcessEnv {
+/** The environment of the test gate (verify_command): the user's, minus what points git elsewhere or could hand out credentials. */
+export function testGateEnv(env: NodeJS.ProcessEnv, commit: string): NodeJS.ProcessEnv {
   const clean = Object.fromEntries(Object.entries(env).filter(([k]) => !WITHHELD_ENV.test(k)));
   return { ...clean, GSYNC_VERIFY_COMMIT: commit };
 }
@@ -46,7 +46,7 @@ export function verifyEnv(env: NodeJS.ProcessEnv, commit: string): NodeJS.Proces
  * checkout) and runs the project's verify_command there, in its own process group
  * with a timeout. The agent's own claims count for nothing; only this exit code does.
  */
-export async function runVerify(req: VerifyRequest): Promise<VerifyOutcome> {
+export async function runTestGate(req: TestGateRequest): Promise<TestGateOutcome> {
   const started = Date.now();
   const work = await mkdtemp(join(tmpdir(), 'gsync-verify-'));
   try {
@@ -58,7 +58,7 @@ export async function runVerify(req: VerifyRequest): Promise<VerifyOutcome> {
       argv: req.argv,
       cwd: dir,
       logFile: req.logFile,
-      env: verifyEnv(req.env, req.commit),
+      env: testGateEnv(req.env, req.commit),
       timeoutMs: req.timeoutSeconds * 1000,
       killGraceMs: 5000,
     });

@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import { SshError } from '@gsync/core';
 
 export interface ExecOptions {
   /** Sent to the remote command's stdin, then EOF. */
@@ -29,4 +30,10 @@ export interface NodeTransport {
 export function lastLine(text: string): string {
   const lines = text.trim().split('\n').filter((l) => l.trim() !== '');
   return (lines.at(-1) ?? '').trim();
+}
+
+/** A remote command that failed, as the one line its stderr ends with. */
+export function remoteFailure(node: string, what: string, r: ExecResult): SshError {
+  const detail = lastLine(r.stderr) || (r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`);
+  return new SshError(node, 'remote', `${what}: ${detail.replace(/^gsync-node: /, '')}`);
 }

@@ -1,32 +1,10 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { MIGRATIONS } from './migrations.js';
+import { OPEN_STATES, type TaskState } from '../lifecycle/states.js';
 
-/**
- * The controller's record of every task and every step (SQLite, WAL).
- * States: dispatching → dispatched → collected → merged | conflicted | rejected,
- * or empty / failed / timeout / rejected straight from the node's answer;
- * conflicted → resolved once the task that resolves it has merged;
- * dispatched → stale when its node has not answered for stale_after_seconds;
- * stale / failed / timeout / rejected → retried when `retry` sends its spec again.
- */
-export type TaskState =
-  | 'dispatching'
-  | 'dispatched'
-  | 'collected'
-  | 'merged'
-  | 'conflicted'
-  | 'empty'
-  | 'failed'
-  | 'timeout'
-  | 'rejected'
-  | 'resolved'
-  | 'stale'
-  | 'retried';
-
-export const OPEN_STATES: readonly TaskState[] = ['dispatching', 'dispatched'];
-export const ATTENTION_STATES: readonly TaskState[] = ['conflicted', 'failed', 'timeout', 'rejected', 'stale'];
-
+/** The controller's record of every task and every step (SQLite, WAL). The states and their moves live in lifecycle/. */
 export interface TaskRow {
   project: string;
   task_id: string;
@@ -71,8 +49,20 @@ export interface TaskRow {
   withheld: string | null;
 }
 
-export type NewTask = Pick<TaskRow, 'project' | 'task_id' | 'node' | 'branch' | 'base_ref' | 'base_commit' | 'spec_title' | 'spec_sha256' | 'state'> &
+export type NewTask = Pick<TaskRow, 'project' | 'task_id' | 'node' | 'branch' | 'base_ref' | 'base_commit' | 'spec_title' | 'spec_sha256'> &
   Partial<Pick<TaskRow, 'spec_text' | 'spec_files' | 'resolves' | 'merge_head' | 'dispatch_pid' | 'retry_of'>>;
+
+/** Fields of a task that change with its journey; its state changes only through lifecycle's `transition()`. */
+export type TaskFields = Partial<Omit<TaskRow, 'project' | 'task_id' | 'seq' | 'state'>>;
+
+export interface NewEvent {
+  project: string;
+  task_id?: string | null;
+  node?: string | null;
+  kind: string;
+  message: string;
+  data?: unknown;
+}
 
 export interface EventRow {
   id: number;
@@ -85,57 +75,6 @@ export interface EventRow {
   data: string | null;
 }
 
-const MIGRATIONS = [
-  `CREATE TABLE tasks (
-     project TEXT NOT NULL,
-     task_id TEXT NOT NULL,
-     node TEXT NOT NULL,
-     branch TEXT NOT NULL,
-     seq INTEGER NOT NULL,
-     base_ref TEXT NOT NULL,
-     base_commit TEXT NOT NULL,
-     spec_title TEXT NOT NULL,
-     spec_sha256 TEXT NOT NULL,
-     state TEXT NOT NULL,
-     node_state TEXT,
-     result_head TEXT,
-     result_commits INTEGER,
-     changed_paths TEXT,
-     wip_branch TEXT,
-     merge_commit TEXT,
-     conflict_paths TEXT,
-     error TEXT,
-     created_at TEXT NOT NULL,
-     dispatched_at TEXT,
-     finished_at TEXT,
-     collected_at TEXT,
-     merged_at TEXT,
-     PRIMARY KEY (project, task_id)
-   );
-   CREATE INDEX tasks_by_state ON tasks (project, state);
-   CREATE TABLE events (
-     id INTEGER PRIMARY KEY AUTOINCREMENT,
-     at TEXT NOT NULL,
-     project TEXT NOT NULL,
-     task_id TEXT,
-     node TEXT,
-     kind TEXT NOT NULL,
-     message TEXT NOT NULL,
-     data TEXT
-   );
-   CREATE INDEX events_by_task ON events (project, task_id);`,
-  `ALTER TABLE tasks ADD COLUMN spec_text TEXT;
-   ALTER TABLE tasks ADD COLUMN spec_files TEXT;
-   ALTER TABLE tasks ADD COLUMN resolves TEXT;
-   ALTER TABLE tasks ADD COLUMN merge_head TEXT;
-   ALTER TABLE tasks ADD COLUMN resolved_by TEXT;
-   ALTER TABLE tasks ADD COLUMN verify_log TEXT;`,
-  `ALTER TABLE tasks ADD COLUMN dispatch_pid INTEGER;
-   ALTER TABLE tasks ADD COLUMN last_seen_at TEXT;
-   ALTER TABLE tasks ADD COLUMN retry_of TEXT;`,
-  `ALTER TABLE tasks ADD COLUMN withheld TEXT;`,
-  `CREATE TABLE locks (name TEXT PRIMARY KEY, pid INTEGER NOT NULL, at TEXT NOT NULL);`,
-];
 
 function untilNotBusy<T>(fn: () => T, timeoutMs = 15_000): T {
   const deadline = Date.now() + timeoutMs;
@@ -188,6 +127,7 @@ export class Store {
     return this.now().toISOString();
   }
 
+  /** A new task starts `dispatching`: the row is the reservation of its id. */
   insertTask(row: NewTask): TaskRow {
     // IMMEDIATE: it reads then writes, and a deferred transaction that another writer
     // overtook between the two fails at once (SQLITE_BUSY_SNAPSHOT) instead of waiting.
@@ -200,7 +140,7 @@ export class Store {
            VALUES (@project, @task_id, @node, @branch, @seq, @base_ref, @base_commit, @spec_title, @spec_sha256, @state, @created_at,
                    @spec_text, @spec_files, @resolves, @merge_head, @dispatch_pid, @retry_of)`,
         )
-        .run({ spec_text: null, spec_files: null, resolves: null, merge_head: null, dispatch_pid: null, retry_of: null, ...row, seq, created_at: this.timestamp() });
+        .run({ spec_text: null, spec_files: null, resolves: null, merge_head: null, dispatch_pid: null, retry_of: null, ...row, state: 'dispatching', seq, created_at: this.timestamp() });
       return this.getTask(row.project, row.task_id)!;
     });
     return untilNotBusy(() => insert.immediate());
@@ -240,12 +180,17 @@ export class Store {
   /** Open tasks per node, across projects: what "least busy" counts. */
   openTasksByNode(): Map<string, number> {
     const rows = this.db
-      .prepare(`SELECT node, COUNT(*) AS n FROM tasks WHERE state IN ('dispatching', 'dispatched') GROUP BY node`)
-      .all() as { node: string; n: number }[];
+      .prepare(`SELECT node, COUNT(*) AS n FROM tasks WHERE state IN (${OPEN_STATES.map(() => '?').join(', ')}) GROUP BY node`)
+      .all(...OPEN_STATES) as { node: string; n: number }[];
     return new Map(rows.map((r) => [r.node, r.n]));
   }
 
-  updateTask(project: string, taskId: string, fields: Partial<TaskRow>): void {
+  updateTask(project: string, taskId: string, fields: TaskFields): void {
+    if ('state' in fields) throw new Error('a task\'s state changes only through transition()');
+    this.writeFields(project, taskId, fields);
+  }
+
+  private writeFields(project: string, taskId: string, fields: TaskFields & { state?: TaskState }): void {
     const keys = Object.keys(fields);
     if (keys.length === 0) return;
     const set = keys.map((k) => `${k} = @${k}`).join(', ');
@@ -256,11 +201,27 @@ export class Store {
     });
   }
 
+  /**
+   * Moves a task to `to` with its fields and its event, in one write transaction;
+   * `allowed` says whether the move from the state it is in now is legal. Returns the row as written.
+   */
+  moveTask(project: string, taskId: string, to: TaskState, fields: TaskFields, event: Omit<NewEvent, 'project' | 'task_id'>, allowed: (from: TaskState, to: TaskState) => boolean): TaskRow {
+    const move = this.db.transaction(() => {
+      const row = this.getTask(project, taskId);
+      if (!row) throw new Error(`task ${taskId} of ${project} does not exist`);
+      if (!allowed(row.state, to)) throw new Error(`task ${taskId} of ${project} cannot go from ${row.state} to ${to}`);
+      this.writeFields(project, taskId, { ...fields, state: to });
+      this.addEvent({ ...event, project, task_id: taskId });
+      return this.getTask(project, taskId)!;
+    });
+    return untilNotBusy(() => move.immediate());
+  }
+
   deleteTask(project: string, taskId: string): void {
     this.db.prepare('DELETE FROM tasks WHERE project = ? AND task_id = ?').run(project, taskId);
   }
 
-  addEvent(event: { project: string; task_id?: string | null; node?: string | null; kind: string; message: string; data?: unknown }): void {
+  addEvent(event: NewEvent): void {
     this.db
       .prepare('INSERT INTO events (at, project, task_id, node, kind, message, data) VALUES (?, ?, ?, ?, ?, ?, ?)')
       .run(

@@ -1,4 +1,4 @@
-import type { Forecast } from './forecast.js';
+import type { Forecast } from '../queue/forecast.js';
 
 /** What one pull-bundles run did, as data (--json) and as merge_report.md. */
 export type Outcome = 'merged' | 'conflicted' | 'resolved' | 'empty' | 'failed' | 'timeout' | 'rejected' | 'stale' | 'waiting';

@@ -1,17 +1,16 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { MAX_ARG_BYTES, UsageError, conflictHunks, usesSpecText, gitOps, sha256, specTitle, writeFileAtomic } from '@gsync/core';
-import { agentProfile, conflictHandler, getNode, resolveAgent, type ProjectConfig } from './config.js';
-import type { Context, Session } from './context.js';
-import { pickNode, sendNewTask, type DispatchResult } from './commands/dispatch.js';
+import { agentProfile, conflictHandler, getNode, resolveAgent, type ProjectConfig } from '../config.js';
+import type { Session } from '../context.js';
+import { pickNode } from '../dispatch/pick-node.js';
+import { sendNewTask, type DispatchResult } from '../dispatch/send-task.js';
+import { LIVE_RESOLUTION_STATES } from '../lifecycle/states.js';
+import { fenced } from '../report/report.js';
+import type { TaskRow } from '../store/store.js';
 import { mergeIdentity, planMerge } from './merge.js';
-import { fenced } from './report.js';
-import type { TaskRow } from './store.js';
 
 export const RESOLUTION_SPEC_FILE = 'conflict_resolution_spec.md';
-
-/** States a resolution task may be in while it still counts as under way or done. */
-const LIVE_RESOLUTION: readonly TaskRow['state'][] = ['dispatching', 'dispatched', 'collected', 'merged'];
 
 export interface ConflictPicture {
   task: TaskRow;
@@ -110,16 +109,11 @@ export function resolutionSpecPath(configDir: string, project: string, taskId: s
   return join(configDir, 'reports', project, taskId, RESOLUTION_SPEC_FILE);
 }
 
-/** The command that dispatches a resolution by hand. */
-export function resolveCommand(project: string, taskId: string): string {
-  return `gsync-ctl resolve --project ${project} --task ${taskId}`;
-}
-
 /** Refuses a second resolution while one is under way or merged. */
 export function liveResolution(session: Session, project: string, task: TaskRow): TaskRow | undefined {
   if (!task.resolved_by) return undefined;
   const r = session.store.getTask(project, task.resolved_by);
-  return r && LIVE_RESOLUTION.includes(r.state) ? r : undefined;
+  return r && LIVE_RESOLUTION_STATES.includes(r.state) ? r : undefined;
 }
 
 export interface ResolveOptions {
@@ -132,7 +126,7 @@ export interface ResolveOptions {
  * Writes the resolution spec for a conflicted task and dispatches it as a new task
  * whose base is main as it is now, with the conflicted branch merged first on the node.
  */
-export async function dispatchResolution(ctx: Context, session: Session, project: ProjectConfig, task: TaskRow, options: ResolveOptions = {}): Promise<DispatchResult & { spec_path: string }> {
+export async function dispatchResolution(session: Session, project: ProjectConfig, task: TaskRow, options: ResolveOptions = {}): Promise<DispatchResult & { spec_path: string }> {
   const { config, store } = session;
   if (task.state !== 'conflicted') throw new UsageError(`task ${task.task_id} of ${project.name} is ${task.state}, not conflicted; there is nothing to resolve`);
   const live = liveResolution(session, project.name, task);
@@ -144,7 +138,7 @@ export async function dispatchResolution(ctx: Context, session: Session, project
     });
   }
   const text = resolutionSpec(picture);
-  const specPath = resolutionSpecPath(ctx.configDir, project.name, task.task_id);
+  const specPath = resolutionSpecPath(session.ctx.configDir, project.name, task.task_id);
   await mkdir(dirname(specPath), { recursive: true });
   await writeFileAtomic(specPath, text);
   const node = options.node ? getNode(config, options.node) : pickNode(config, store);
@@ -157,7 +151,7 @@ export async function dispatchResolution(ctx: Context, session: Session, project
       hint: `use {spec_file} in the conflict handler's command; the spec is in ${specPath}`,
     });
   }
-  const result = await sendNewTask(ctx, session, {
+  const result = await sendNewTask(session, {
     project,
     node,
     spec: { data, text, title: specTitle(text), sha256: sha256(data) },

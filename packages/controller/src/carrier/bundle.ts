@@ -1,0 +1,68 @@
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FILES, ProtocolError, errorMessage, failpoint, gitOps, sha256File } from '@gsync/core';
+import { fetchTaskFile } from '../node-api/calls.js';
+import { headerProblem, readBundleHeader } from '../result/bundle-header.js';
+import { downloadVerified } from '../result/download.js';
+import { dropQuarantine, incomingDir, indexPackStrict, openQuarantine } from '../result/quarantine.js';
+import type { Carrier, CodeParcel, IncomingResult, OutgoingCode, Receipt } from './carrier.js';
+
+/**
+ * Plan B: code travels as git bundles over the SSH connection itself. Out goes a
+ * bundle of main (and, for a resolution, the conflicted branch); back comes
+ * result.bundle, the task branch minus the base, read with `gsync-node send`.
+ */
+export const bundleCarrier: Carrier = {
+  mode: 'bundle',
+  send: sendBundle,
+  receive: receiveBundle,
+};
+
+async function sendBundle({ project, base, merge }: OutgoingCode): Promise<CodeParcel> {
+  const temp = await mkdtemp(join(tmpdir(), 'gsync-dispatch-'));
+  const dispose = () => rm(temp, { recursive: true, force: true });
+  try {
+    const path = join(temp, FILES.baseBundle);
+    await gitOps.createBundle(project.repo_local, path, [base.ref, ...(merge ? [merge.ref] : [])]);
+    const size = (await stat(path)).size;
+    return {
+      manifest: { bundle: { name: FILES.baseBundle, size, sha256: await sha256File(path) } },
+      files: [{ name: FILES.baseBundle, path, size }],
+      bytes: size,
+      dispose,
+    };
+  } catch (error) {
+    await dispose();
+    throw error;
+  }
+}
+
+/** Downloads result.bundle (size and sha256 as announced), checks its header, and indexes its pack strictly into a quarantine. */
+async function receiveBundle({ project, node, task, result, transport, gitDir }: IncomingResult): Promise<Receipt> {
+  const dir = incomingDir(gitDir, project.name);
+  await mkdir(dir, { recursive: true });
+  const bundle = join(dir, `${task.project}-${task.task_id}-${task.node}.bundle`);
+  try {
+    await downloadVerified(bundle, result.bundle, (out) => fetchTaskFile(transport, node, task.project, task.task_id, FILES.resultBundle, out));
+    failpoint('pull:after-download');
+    const header = await readBundleHeader(bundle).catch((error: unknown) => {
+      throw new ProtocolError(`the result bundle is unreadable: ${errorMessage(error)}`);
+    });
+    const problem = headerProblem(header, { ref: `refs/heads/${task.branch}`, head: result.head, base: task.base_commit, mergeHead: task.merge_head ?? undefined });
+    if (problem) return { kind: 'rejected', reason: problem };
+    const quarantine = await openQuarantine(gitDir, project.name);
+    try {
+      await indexPackStrict(project.repo_local, quarantine, bundle, header.packOffset);
+    } catch (error) {
+      await dropQuarantine(quarantine);
+      throw error;
+    }
+    return { kind: 'quarantined', quarantine };
+  } catch (error) {
+    if (error instanceof ProtocolError) return { kind: 'rejected', reason: error.message };
+    throw error;
+  } finally {
+    await rm(bundle, { force: true });
+  }
+}

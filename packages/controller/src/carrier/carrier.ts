@@ -1,0 +1,66 @@
+import { UsageError, type TaskManifest, type TaskResult } from '@gsync/core';
+import type { NodeConfig, ProjectConfig } from '../config.js';
+import type { TaskFile } from '../node-api/calls.js';
+import type { Quarantine } from '../result/quarantine.js';
+import type { NodeTransport } from '../ssh/transport.js';
+import type { TaskRow } from '../store/store.js';
+import { bundleCarrier } from './bundle.js';
+
+/**
+ * How code travels between the controller and a node: the one seam the sync modes
+ * plug into. Its two halves are the only code that knows the mode:
+ *
+ * - `send` makes a task's code ready to go out, once per dispatch, before the node is
+ *   reached: what task.json says about it, and the files that travel with task.json
+ *   and spec.md in the node's `accept` call.
+ * - `receive` brings a finished task's result back into a new quarantine and checks
+ *   that what arrived is what result.json announced. Nothing enters the repository:
+ *   the caller inspects the quarantine, then adopts or drops it.
+ *
+ * Everything after quarantine (inspection, queue, merge, report, store) is the same
+ * for every carrier.
+ */
+export interface Carrier {
+  readonly mode: ProjectConfig['sync_mode'];
+  send(code: OutgoingCode): Promise<CodeParcel>;
+  receive(result: IncomingResult): Promise<Receipt>;
+}
+
+export interface OutgoingCode {
+  project: ProjectConfig;
+  base: { ref: string; commit: string };
+  /** A conflict resolution also carries the conflicted branch, which the node merges first. */
+  merge?: { ref: string; commit: string } | undefined;
+}
+
+export interface CodeParcel {
+  /** What task.json says about the code. */
+  manifest: Pick<TaskManifest, 'bundle'>;
+  /** Sent after task.json and spec.md in the `accept` call. */
+  files: TaskFile[];
+  /** Bytes of code this dispatch sends. */
+  bytes: number;
+  /** Removes what `send` left on this machine. */
+  dispose(): Promise<void>;
+}
+
+export interface IncomingResult {
+  project: ProjectConfig;
+  node: NodeConfig;
+  task: TaskRow;
+  /** result.json as the node sent it, already checked against the task. */
+  result: TaskResult;
+  transport: NodeTransport;
+  /** The repository's git dir, where quarantines and downloads live. */
+  gitDir: string;
+}
+
+export type Receipt = { kind: 'quarantined'; quarantine: Quarantine } | { kind: 'rejected'; reason: string };
+
+/** The carrier of a project's sync_mode. */
+export function carrierFor(project: ProjectConfig): Carrier {
+  if (project.sync_mode === 'bundle') return bundleCarrier;
+  throw new UsageError(`project ${project.name}: sync_mode "${project.sync_mode}" is not available in this version`, {
+    hint: `set "sync_mode": "bundle" for ${project.name} in projects.json`,
+  });
+}

@@ -1,0 +1,155 @@
+import { FILES, PROTOCOL_VERSION, SshError, errorMessage, failpoint, type TaskManifest } from '@gsync/core';
+import { carrierFor } from '../carrier/carrier.js';
+import { secretPolicy, type NodeConfig, type ProjectConfig } from '../config.js';
+import type { Session } from '../context.js';
+import { transition } from '../lifecycle/transition.js';
+import { acceptTask } from '../node-api/calls.js';
+import { ensureNodeTool } from '../node-api/install.js';
+import { loadNodeTool } from '../node-api/node-tool.js';
+import { checkRepo } from '../repo.js';
+import { withNodeRetrying } from '../ssh/connect.js';
+import type { TaskRow } from '../store/store.js';
+import { overlapWarnings } from './overlap.js';
+import { reserveTask } from './reserve.js';
+import { specFiles, type Spec } from './spec.js';
+
+export interface DispatchResult {
+  project: string;
+  task_id: string;
+  node: string;
+  branch: string;
+  base_commit: string;
+  bundle_bytes: number;
+  tool_installed: boolean;
+  /** Running tasks given the same files (from the specs' "Files:" lists). */
+  warnings: string[];
+  resolves?: string;
+  /** True when this dispatch found its own earlier, interrupted attempt already on the node. */
+  recovered?: boolean;
+}
+
+export interface TaskToSend {
+  project: ProjectConfig;
+  node: NodeConfig;
+  /** Default: the next free id, taken atomically. */
+  taskId?: string | undefined;
+  spec: Pick<Spec, 'data' | 'text' | 'title' | 'sha256'>;
+  agent: string[];
+  /** A conflict resolution: the conflicted task, whose branch the node merges first. */
+  resolves?: { task: TaskRow; ref: string; commit: string };
+  /** For `retry`: the task whose spec this sends again. */
+  retryOf?: string;
+}
+
+/** Only a link that failed after connecting can have delivered the task with its answer lost. */
+const mayHaveArrived = (error: unknown) => error instanceof SshError && error.kind === 'transfer';
+
+/**
+ * Sends one task: reserves its id, has the project's carrier make its code ready,
+ * then over one connection installs gsync-node if needed and hands the node the
+ * task (task.json, spec.md and the code), which starts it. The store row exists
+ * only while the send is under way or after it succeeded.
+ */
+export async function sendNewTask(session: Session, req: TaskToSend): Promise<DispatchResult> {
+  const { config, store, ctx } = session;
+  const { project, node, spec } = req;
+  const carrier = carrierFor(project);
+  const baseRef = `refs/heads/${project.main_branch}`;
+  const base = { ref: baseRef, commit: await checkRepo(project, baseRef) };
+  const tool = await loadNodeTool(ctx.nodeToolPath);
+  const files = specFiles(spec.text);
+  const warnings = overlapWarnings(store, project.name, files);
+  const { taskId, branch } = reserveTask(session, project, node, req.taskId, {
+    base_ref: base.ref,
+    base_commit: base.commit,
+    spec_title: spec.title,
+    spec_sha256: spec.sha256,
+    spec_text: spec.text,
+    spec_files: JSON.stringify(files),
+    resolves: req.resolves?.task.task_id ?? null,
+    merge_head: req.resolves?.commit ?? null,
+    retry_of: req.retryOf ?? null,
+  });
+  failpoint('dispatch:after-reserve');
+
+  const merge = req.resolves ? { ref: req.resolves.ref, commit: req.resolves.commit } : undefined;
+  let parcel;
+  try {
+    parcel = await carrier.send({ project, base, merge });
+  } catch (error) {
+    store.deleteTask(project.name, taskId);
+    throw error;
+  }
+  try {
+    const manifest: TaskManifest = {
+      protocol: PROTOCOL_VERSION,
+      project: project.name,
+      task_id: taskId,
+      node: node.name,
+      branch,
+      base,
+      ...(merge ? { merge } : {}),
+      ...parcel.manifest,
+      spec: { name: FILES.spec, sha256: spec.sha256, title: spec.title },
+      agent: {
+        argv: req.agent,
+        timeout_seconds: project.agent_timeout_seconds ?? node.agent_timeout_seconds ?? config.agentTimeoutSeconds,
+        kill_grace_seconds: 5,
+      },
+      policy: secretPolicy(config, project),
+      created_at: ctx.now().toISOString(),
+    };
+    const at = { project: project.name, task_id: taskId, node: node.name };
+    let reached = false;
+    for (const warning of warnings) session.log({ ...at, level: 'warn', kind: 'overlap_warning', message: `${taskId}: ${warning}` });
+    try {
+      const retrying = (error: unknown, attempt: number, delayMs: number) => {
+        reached ||= mayHaveArrived(error);
+        session.log({ ...at, level: 'warn', kind: 'transfer_retry', message: `${node.name}: ${errorMessage(error)}; sending ${taskId} again in ${delayMs / 1000} s (${attempt}/${config.transferRetries})` });
+      };
+      // The same manifest each time: a node that already has the task from a lost answer says so instead of refusing.
+      const { installed, answer } = await withNodeRetrying(session.connect, node, config.transferRetries, retrying, async (t) => {
+        const { installed } = await ensureNodeTool(t, node, tool);
+        if (installed) session.log({ ...at, level: 'info', kind: 'node_tool_installed', message: `installed gsync-node ${tool.version} on ${node.name}` });
+        const answer = await acceptTask(t, node, project.name, taskId, [
+          { name: FILES.manifest, data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`) },
+          { name: FILES.spec, data: spec.data },
+          ...parcel.files,
+        ]);
+        return { installed, answer };
+      });
+      failpoint('dispatch:after-send');
+      transition(session, at, 'dispatched', { dispatched_at: store.timestamp(), node_state: answer.start?.state ?? 'received', dispatch_pid: null, last_seen_at: store.timestamp() }, {
+        level: 'info',
+        kind: 'dispatched',
+        message: `dispatched ${taskId} to ${node.name} on ${branch} (base ${base.commit.slice(0, 12)}, ${parcel.bytes} bytes)${req.resolves ? `, resolving ${req.resolves.task.task_id}` : ''}`,
+        data: { base: base.commit, bundle: manifest.bundle, pid: answer.start?.pid, resolves: req.resolves?.task.task_id, files },
+      });
+      if (req.resolves) store.updateTask(project.name, req.resolves.task.task_id, { resolved_by: taskId });
+      return {
+        project: project.name,
+        task_id: taskId,
+        node: node.name,
+        branch,
+        base_commit: base.commit,
+        bundle_bytes: parcel.bytes,
+        tool_installed: installed,
+        warnings,
+        ...(req.resolves ? { resolves: req.resolves.task.task_id } : {}),
+      };
+    } catch (error) {
+      if (reached || mayHaveArrived(error)) {
+        // The link failed: the node may hold the task with only its answer lost. The row stays
+        // `dispatching` without an owner, and the next dispatch or pull settles it with the node.
+        store.updateTask(project.name, taskId, { dispatch_pid: null });
+        session.log({ ...at, level: 'error', kind: 'dispatch_failed', message: `dispatch of ${taskId} to ${node.name} failed: ${errorMessage(error)}; the next dispatch or pull asks ${node.name} whether it arrived` });
+      } else {
+        store.deleteTask(project.name, taskId);
+        session.log({ ...at, level: 'error', kind: 'dispatch_failed', message: `dispatch of ${taskId} to ${node.name} failed: ${errorMessage(error)}` });
+      }
+      throw error;
+    }
+  } finally {
+    await parcel.dispose();
+  }
+}

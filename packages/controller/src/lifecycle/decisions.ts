@@ -1,0 +1,122 @@
+import { isFinal, type NodeState, type TaskReport, type TaskResult } from '@gsync/core';
+import { EXIT } from '../exit-codes.js';
+import type { Outcome, RunReport } from '../report/report.js';
+import type { TaskFields, TaskRow } from '../store/store.js';
+import type { TaskState } from './states.js';
+
+/**
+ * What the lifecycle decides, as plain functions over data: what a node's answer
+ * means for a task, when a task has gone stale, which task may merge next, and the
+ * exit code of a run. No git, no SSH, no SQLite here.
+ */
+
+export type Withheld = { path: string; rule: string }[];
+
+/** A node's answer about one task, read. */
+export type Answer =
+  | { kind: 'lost'; reason: string }
+  | { kind: 'running'; nodeState: NodeState }
+  | { kind: 'finished'; nodeState: 'done' | 'empty' | 'failed' | 'timeout'; finishedAt: string | undefined; withheld: Withheld; result: TaskResult | undefined; error: string | undefined };
+
+export function readAnswer(report: TaskReport | undefined): Answer {
+  const state = report?.status?.state;
+  if (!report || !report.exists || !state) return { kind: 'lost', reason: report?.error ?? 'the task directory is missing on the node' };
+  if (!isFinal(state)) return { kind: 'running', nodeState: state };
+  return {
+    kind: 'finished',
+    nodeState: state as 'done' | 'empty' | 'failed' | 'timeout',
+    finishedAt: report.status?.finished_at,
+    withheld: report.result?.withheld ?? report.status?.withheld ?? [],
+    result: report.result ?? undefined,
+    error: report.status?.error,
+  };
+}
+
+/** What bringing a finished result home gave. */
+export type Collected =
+  | { kind: 'collected'; head: string; commits: number; paths: string[]; branch: string; wip: boolean }
+  | { kind: 'rejected'; reason: string };
+
+export interface StepEvent {
+  level: 'info' | 'warn' | 'error';
+  kind: string;
+  message: string;
+  data?: unknown;
+}
+
+/** One move of a task: the state it goes to, the fields written with it, and the event that says so. */
+export interface Step {
+  to: TaskState;
+  fields: TaskFields;
+  event: StepEvent;
+}
+
+type Named = Pick<TaskRow, 'task_id' | 'node'>;
+
+export function lostStep(task: Named, reason: string, now: string): Step {
+  return { to: 'failed', fields: { error: reason, finished_at: now }, event: { level: 'error', kind: 'task_lost', message: `${task.task_id}: ${reason}` } };
+}
+
+/**
+ * Where a finished task goes, from the node's answer and (when it sent a result)
+ * what collecting that result gave: collected, empty, rejected, or failed/timeout
+ * (with its work in progress kept on a -wip branch when there was any).
+ */
+export function finishStep(task: Named, answer: Extract<Answer, { kind: 'finished' }>, collected: Collected | undefined, now: string): Step {
+  const finished_at = answer.finishedAt ?? now;
+  const on = `${task.task_id} on ${task.node}`;
+  if (answer.nodeState === 'empty') {
+    return { to: 'empty', fields: { finished_at }, event: { level: 'info', kind: 'empty', message: `${on}: the agent changed nothing` } };
+  }
+  if (collected?.kind === 'rejected') {
+    return { to: 'rejected', fields: { error: collected.reason, finished_at }, event: { level: 'error', kind: 'rejected', message: `${on} rejected: ${collected.reason}` } };
+  }
+  const resultFields: TaskFields = collected
+    ? { result_head: collected.head, result_commits: collected.commits, changed_paths: JSON.stringify(collected.paths), finished_at, collected_at: now }
+    : {};
+  if (collected && !collected.wip) {
+    return {
+      to: 'collected',
+      fields: resultFields,
+      event: {
+        level: 'info',
+        kind: 'collected',
+        message: `collected ${task.task_id} from ${task.node}: ${collected.commits} commit(s), ${collected.paths.length} path(s) on ${collected.branch}`,
+        data: { head: collected.head, paths: collected.paths },
+      },
+    };
+  }
+  const wip = collected?.branch;
+  const why = answer.error ?? `the agent ended as ${answer.nodeState}`;
+  return {
+    to: answer.nodeState === 'timeout' ? 'timeout' : 'failed',
+    fields: { ...resultFields, ...(wip ? { wip_branch: wip } : {}), error: why, finished_at },
+    event: { level: 'error', kind: answer.nodeState, message: `${on} ${answer.nodeState}: ${why}${wip ? ` (work in progress on ${wip})` : ''}` },
+  };
+}
+
+/** When a dispatched task's node has not answered for `limitMs`: since when, else undefined. */
+export function staleSince(task: Pick<TaskRow, 'state' | 'last_seen_at' | 'dispatched_at' | 'created_at'>, now: Date, limitMs: number): string | undefined {
+  if (task.state !== 'dispatched') return undefined;
+  const since = task.last_seen_at ?? task.dispatched_at ?? task.created_at;
+  return now.getTime() - Date.parse(since) >= limitMs ? since : undefined;
+}
+
+/**
+ * Whether a collected task may merge now. In dispatch order, a task waits while one
+ * dispatched before it is still running; with `anyOrder` nothing waits. Returns why it waits.
+ */
+export function mergeTurn(task: Pick<TaskRow, 'seq'>, firstOpen: Pick<TaskRow, 'seq' | 'task_id' | 'node'> | undefined, anyOrder: boolean): string | undefined {
+  if (anyOrder || !firstOpen || firstOpen.seq >= task.seq) return undefined;
+  return `waiting for ${firstOpen.task_id} (dispatched earlier, on ${firstOpen.node}) to finish: tasks merge in dispatch order`;
+}
+
+const NEEDS_ATTENTION: readonly Outcome[] = ['conflicted', 'failed', 'timeout', 'rejected', 'stale'];
+
+/** The exit code of a pull: attention beats an unreachable node, which beats work still pending. */
+export function exitCodeFor(report: Pick<RunReport, 'tasks' | 'pending' | 'outstanding' | 'unreachable'>): number {
+  if (report.tasks.some((t) => NEEDS_ATTENTION.includes(t.outcome)) || report.outstanding.length > 0) return EXIT.attention;
+  if (report.unreachable.length > 0) return EXIT.ssh;
+  if (report.pending.length > 0 || report.tasks.some((t) => t.outcome === 'waiting')) return EXIT.pending;
+  return EXIT.ok;
+}

@@ -1,0 +1,69 @@
+import { posix } from 'node:path';
+import { z } from 'zod';
+import { SshError, UsageError } from '@gsync/core';
+import type { NodeConfig } from '../config.js';
+import { remoteFailure as failure, type NodeTransport } from '../ssh/transport.js';
+import { versionNewer, type NodeTool } from './node-tool.js';
+
+/** Where gsync-node lives on a node, and how it gets there: installed (or replaced) before a task is sent. */
+
+/** `~/x` becomes `x`: remote commands start in the node user's home, and quoted words are never tilde-expanded. */
+export function nodePath(path: string): string {
+  if (path === '~') return '.';
+  if (path.startsWith('~/')) return path.slice(2) || '.';
+  if (path.startsWith('~')) throw new UsageError(`work_root ${JSON.stringify(path)}: only "~/" is understood, not "~user"`);
+  return path;
+}
+
+export function toolPath(node: NodeConfig): string {
+  return posix.join(nodePath(node.work_root), '.gsync', 'gsync-node.mjs');
+}
+
+const Hello = z.object({
+  version: z.string(),
+  protocol: z.number(),
+  sha256: z.string(),
+  node: z.string(),
+  git: z.string().nullable(),
+});
+export type Hello = z.infer<typeof Hello>;
+
+
+async function hello(t: NodeTransport, node: NodeConfig): Promise<Hello | undefined> {
+  const r = await t.exec([node.node_bin, toolPath(node), 'hello']);
+  if (r.code === 127) {
+    throw new SshError(node.name, 'remote', `"${node.node_bin}" is not installed on the node (or not on its PATH)`, {
+      hint: 'install Node.js 18 or newer there, or set node_bin for the node in nodes.json',
+    });
+  }
+  if (r.code !== 0) return undefined;
+  const parsed = Hello.safeParse(JSON.parse(r.stdout.toString('utf8') || 'null'));
+  return parsed.success ? parsed.data : undefined;
+}
+
+/** Installs gsync-node when it is missing, older, or a different build of the same version. */
+export async function ensureNodeTool(t: NodeTransport, node: NodeConfig, tool: NodeTool): Promise<{ installed: boolean; hello: Hello }> {
+  let current = await hello(t, node).catch((error: unknown) => {
+    if (error instanceof SyntaxError) return undefined;
+    throw error;
+  });
+  let installed = false;
+  const stale = !current || (current.sha256 !== tool.sha256 && !versionNewer(current.version, tool.version));
+  if (stale) {
+    // A constant script; the path is a positional parameter, never part of the script.
+    const script = 'umask 022 && mkdir -p "$(dirname "$1")" && cat > "$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"';
+    const r = await t.exec(['sh', '-c', script, 'sh', toolPath(node)], { stdin: tool.data });
+    if (r.code !== 0) throw failure(node.name, 'cannot install gsync-node', r);
+    current = await hello(t, node);
+    installed = true;
+  }
+  if (!current) throw new SshError(node.name, 'remote', `gsync-node does not run on the node with "${node.node_bin}" (Node.js 18 or newer is needed)`);
+  if (current.protocol !== tool.protocol) {
+    throw new SshError(node.name, 'remote', `the node's gsync-node speaks protocol ${current.protocol}, this controller ${tool.protocol}`);
+  }
+  if (!current.git) {
+    throw new SshError(node.name, 'remote', 'git is not installed on the node (or not on its PATH)', { hint: 'install git on the node' });
+  }
+  return { installed, hello: current };
+}
+

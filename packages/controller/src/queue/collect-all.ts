@@ -1,0 +1,78 @@
+import pLimit from 'p-limit';
+import { errorMessage } from '@gsync/core';
+import { carrierFor } from '../carrier/carrier.js';
+import { getNode, secretPolicy, type ProjectConfig } from '../config.js';
+import type { Session } from '../context.js';
+import { staleSince } from '../lifecycle/decisions.js';
+import { WATCHED_STATES } from '../lifecycle/states.js';
+import { transition } from '../lifecycle/transition.js';
+import { reportTasks } from '../node-api/calls.js';
+import type { ReportTask, RunReport } from '../report/report.js';
+import { attention } from '../report/task-entry.js';
+import { collectTask } from '../result/collect.js';
+import { isTransient, withNodeRetrying } from '../ssh/connect.js';
+import type { TaskRow } from '../store/store.js';
+import { settle } from './settle.js';
+
+/** Asks each node about its open tasks and collects the finished ones. Nodes are handled in parallel. */
+export async function collectAll(session: Session, project: ProjectConfig, tasks: ReportTask[], unreachable: RunReport['unreachable']): Promise<void> {
+  const { store } = session;
+  const byNode = new Map<string, TaskRow[]>();
+  for (const t of store.listTasks(project.name, WATCHED_STATES)) byNode.set(t.node, [...(byNode.get(t.node) ?? []), t]);
+  const limit = pLimit(4);
+  await Promise.all(
+    [...byNode].map(([nodeName, nodeTasks]) =>
+      limit(async () => {
+        try {
+          await collectFromNode(session, project, nodeName, nodeTasks, tasks);
+        } catch (error) {
+          unreachable.push({ node: nodeName, error: errorMessage(error) });
+          markStale(session, project, nodeName, nodeTasks, errorMessage(error), tasks);
+          session.log({ project: project.name, node: nodeName, level: 'warn', kind: 'node_unreachable', message: `could not ask ${nodeName} about its tasks: ${errorMessage(error)}` });
+        }
+      }),
+    ),
+  );
+}
+
+/** One connection to the node (again after a cut link): one report of its tasks, then each finished one collected. */
+async function collectFromNode(session: Session, project: ProjectConfig, nodeName: string, nodeTasks: readonly TaskRow[], tasks: ReportTask[]): Promise<void> {
+  const { store, config } = session;
+  const node = getNode(config, nodeName);
+  const carrier = carrierFor(project);
+  const retrying = (error: unknown, attempt: number, delayMs: number) =>
+    session.log({ project: project.name, node: nodeName, level: 'warn', kind: 'transfer_retry', message: `${nodeName}: ${errorMessage(error)}; trying again in ${delayMs / 1000} s (${attempt}/${config.transferRetries})` });
+  await withNodeRetrying(session.connect, node, config.transferRetries, retrying, async (transport) => {
+    // Tasks settled by an earlier attempt are done; ask only about the rest.
+    const left = nodeTasks.map((x) => store.getTask(project.name, x.task_id)!).filter((x) => WATCHED_STATES.includes(x.state));
+    const reports = await reportTasks(transport, node, project.name, left.map((x) => x.task_id));
+    for (const task of left) {
+      const report = reports.find((r) => r.task_id === task.task_id);
+      const collect = async (result: Parameters<typeof collectTask>[0]['result']) => {
+        try {
+          return await collectTask({ carrier, project, node, task, result, transport, maxBytes: config.maxResultBytes, limits: config.limits, policy: secretPolicy(config, project) });
+        } catch (error) {
+          // A broken link is tried again; anything else this result did is its own fault, not the node's.
+          if (isTransient(error)) throw error;
+          return { kind: 'rejected' as const, reason: `the result could not be checked: ${errorMessage(error).split('\n')[0]}` };
+        }
+      };
+      await settle(session, project, task, report, collect, tasks);
+    }
+  });
+}
+
+/** Tasks on a node that has not answered for stale_after_seconds become `stale`: no longer waited for, ready for `retry`. */
+function markStale(session: Session, project: ProjectConfig, nodeName: string, nodeTasks: readonly TaskRow[], why: string, tasks: ReportTask[]): void {
+  const { config, ctx, store } = session;
+  const node = config.nodes.find((n) => n.name === nodeName);
+  const limitMs = (node?.stale_after_seconds ?? config.staleAfterSeconds) * 1000;
+  // As they are now: an attempt that was cut may have settled some already.
+  for (const task of nodeTasks.map((t) => store.getTask(project.name, t.task_id)!)) {
+    const since = staleSince(task, ctx.now(), limitMs);
+    if (!since) continue;
+    const error = `${nodeName} has not answered since ${since} (${why})`;
+    const row = transition(session, task, 'stale', { error }, { level: 'warn', kind: 'stale', message: `${task.task_id} is stale: ${error}` });
+    tasks.push(attention(row, project));
+  }
+}

@@ -1,0 +1,147 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { pack } from 'tar-stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { FILES, PROTOCOL_VERSION, sha256, type TaskManifest, type TaskReport } from '@gsync/core';
+import { main, tasksRoot } from '@gsync/node';
+import { AGENTS, cleanupTempDirs, gitRepo, tempDir, type GitRepo } from '../../../test/helpers/git-repo.js';
+
+afterAll(cleanupTempDirs);
+
+const EDIT = ['node', join(AGENTS, 'edit.mjs'), '{spec_file}'];
+
+/** Runs the gsync-node CLI in this process, as a node would run it: argv, stdin, and what it printed. */
+async function node(argv: string[], stdin: Readable = Readable.from([])): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  stdout.on('data', (c: Buffer) => out.push(c));
+  stderr.on('data', (c: Buffer) => err.push(c));
+  const code = await main({ argv, env: process.env, stdin, stdout, stderr, self: join(AGENTS, 'noop.mjs') });
+  return { code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
+}
+
+/** A task as the controller sends it: task.json, spec.md and a bundle of main, as one tar. */
+function taskTar(repo: GitRepo, spec: string, entries: { name: string; data: Buffer }[] = []): { tar: Readable; manifest: TaskManifest } {
+  const bundlePath = join(tempDir('gsync-bundle-'), 'base.bundle');
+  repo.git('bundle', 'create', '-q', bundlePath, 'refs/heads/main');
+  const bundle = readFileSync(bundlePath);
+  const manifest: TaskManifest = {
+    protocol: PROTOCOL_VERSION,
+    project: 'proj',
+    task_id: 'S01',
+    node: 'n1',
+    branch: 'task/proj-S01-n1',
+    base: { ref: 'refs/heads/main', commit: repo.head() },
+    bundle: { name: FILES.baseBundle, size: bundle.length, sha256: sha256(bundle) },
+    spec: { name: FILES.spec, sha256: sha256(Buffer.from(spec)), title: spec.split('\n')[0]! },
+    agent: { argv: EDIT, timeout_seconds: 60, kill_grace_seconds: 1 },
+    created_at: '2025-01-02T03:04:05.000Z',
+  };
+  const tar = pack();
+  tar.entry({ name: FILES.manifest }, Buffer.from(JSON.stringify(manifest)));
+  tar.entry({ name: FILES.spec }, Buffer.from(spec));
+  tar.entry({ name: FILES.baseBundle }, bundle);
+  for (const e of entries) tar.entry({ name: e.name }, e.data);
+  tar.finalize();
+  return { tar: tar as unknown as Readable, manifest };
+}
+
+async function acceptAndRun(repo: GitRepo, workRoot: string, spec: string): Promise<TaskReport> {
+  const accepted = await node(['accept', '--work-root', workRoot, '--project', 'proj', '--task', 'S01'], taskTar(repo, spec).tar);
+  expect(accepted.code, accepted.stderr).toBe(0);
+  const { taskDir } = JSON.parse(accepted.stdout) as { taskDir: string };
+  const run = await node(['run', '--task-dir', taskDir]);
+  expect(run.code, run.stderr).toBe(0);
+  const report = await node(['report', '--work-root', workRoot, '--project', 'proj', '--task', 'S01']);
+  return (JSON.parse(report.stdout) as TaskReport[])[0]!;
+}
+
+describe('gsync-node', () => {
+  it('says hello with its protocol and the git it finds', async () => {
+    const r = await node(['hello']);
+    expect(r.code).toBe(0);
+    const hello = JSON.parse(r.stdout) as { protocol: number; git: string | null };
+    expect(hello.protocol).toBe(PROTOCOL_VERSION);
+    expect(hello.git).toMatch(/^git version /);
+  });
+
+  it('runs a task from its bundle: the agent commits on the task branch, and result.bundle carries just that', async () => {
+    const repo = gitRepo({ 'a.py': 'one\n' });
+    const workRoot = tempDir('gsync-work-');
+    const report = await acceptAndRun(repo, workRoot, 'Change a\n\nwrite a.py two\nwrite api/pack.py new\n');
+    expect(report.status?.state).toBe('done');
+    const result = report.result!;
+    expect(result).toMatchObject({ base: repo.head(), commits: 1, wip: false, branch: 'task/proj-S01-n1' });
+    expect(result.changed_paths.sort()).toEqual(['a.py', 'api/pack.py']);
+    const bundle = join(tasksRoot(workRoot, 'proj'), 'S01', FILES.resultBundle);
+    expect(statSync(bundle).size).toBe(result.bundle.size);
+    expect(sha256(readFileSync(bundle))).toBe(result.bundle.sha256);
+    // The controller's repository has the base: the bundle needs nothing more, and holds the agent's work.
+    execFileSync('git', ['bundle', 'verify', '-q', bundle], { cwd: repo.dir, stdio: 'pipe' });
+    repo.git('fetch', '-q', bundle, `refs/heads/task/proj-S01-n1:refs/heads/got`);
+    expect(repo.git('show', 'got:a.py')).toBe('two\n');
+  });
+
+  it('ends a task whose agent changes nothing as empty, with no result', async () => {
+    const repo = gitRepo();
+    const report = await acceptAndRun(repo, tempDir('gsync-work-'), 'Do nothing\n');
+    expect(report.status?.state).toBe('empty');
+    expect(report.result).toBeNull();
+  });
+
+  it('withholds a secret the agent wrote: not committed, reported by path and rule, left on disk', async () => {
+    const repo = gitRepo();
+    const workRoot = tempDir('gsync-work-');
+    const report = await acceptAndRun(repo, workRoot, 'Leak\n\nwrite .env API_TOKEN=abc\nwrite ok.txt fine\n');
+    expect(report.status?.state).toBe('done');
+    expect(report.result?.changed_paths).toEqual(['ok.txt']);
+    expect(report.result?.withheld?.map((w) => w.path)).toEqual(['.env']);
+    expect(existsSync(join(tasksRoot(workRoot, 'proj'), 'S01', 'repo', '.env'))).toBe(true);
+  });
+
+  it('accepts the same task twice as one (a re-send after a lost answer), never as two', async () => {
+    const repo = gitRepo();
+    const workRoot = tempDir('gsync-work-');
+    const argv = ['accept', '--work-root', workRoot, '--project', 'proj', '--task', 'S01'];
+    const first = await node(argv, taskTar(repo, 'Same\n').tar);
+    const second = await node(argv, taskTar(repo, 'Same\n').tar);
+    expect(JSON.parse(first.stdout)).toMatchObject({ created: true });
+    expect(JSON.parse(second.stdout)).toMatchObject({ created: false });
+    // Another task under the same id is not the same task.
+    const other = await node(argv, taskTar(repo, 'Different\n').tar);
+    expect(other.code).toBe(1);
+    expect(readdirSync(tasksRoot(workRoot, 'proj'))).toEqual(['S01']);
+  });
+
+  it('refuses a task stream with any other entry, and leaves no task dir behind', async () => {
+    const repo = gitRepo();
+    const workRoot = tempDir('gsync-work-');
+    const r = await node(['accept', '--work-root', workRoot, '--project', 'proj', '--task', 'S01'], taskTar(repo, 'X\n', [{ name: '../evil', data: Buffer.from('x') }]).tar);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/unexpected entry in the task stream: "\.\.\/evil"/);
+    const root = tasksRoot(workRoot, 'proj');
+    expect(existsSync(root) ? readdirSync(root).filter((f) => !f.startsWith('.')) : []).toEqual([]);
+  });
+
+  it('sends only the files a controller may read, and says how to use it on a bad command', async () => {
+    const workRoot = tempDir('gsync-work-');
+    const denied = await node(['send', '--work-root', workRoot, '--project', 'proj', '--task', 'S01', '--file', 'task.json']);
+    expect(denied.code).toBe(2);
+    expect(denied.stderr).toMatch(/--file must be one of/);
+    const unknown = await node(['frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown command "frobnicate"[\s\S]*usage:/);
+  });
+
+  it('reports a task it never had as missing, not as an error', async () => {
+    const r = await node(['report', '--work-root', tempDir('gsync-work-'), '--project', 'proj', '--task', 'S09']);
+    expect(r.code).toBe(0);
+    const [report] = JSON.parse(r.stdout) as TaskReport[];
+    expect(report).toMatchObject({ task_id: 'S09', exists: false, status: null, result: null });
+  });
+});
+
