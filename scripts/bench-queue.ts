@@ -22,7 +22,9 @@ const PLAIN_PAIRS_MAX = 1300;
 function ctl(configDir: string, args: string[]): { seconds: number; rssMiB: number | undefined; code: number | null; stdout: string } {
   const argv = [process.execPath, CTL, '--config-dir', configDir, ...args];
   const t0 = performance.now();
-  const r = TIME ? spawnSync(TIME, ['-f', 'RSS_KB=%M', ...argv], { encoding: 'utf8', maxBuffer: 1 << 28 }) : spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 28 });
+  const r = TIME
+    ? spawnSync(TIME, ['-f', 'RSS_KB=%M', ...argv], { encoding: 'utf8', maxBuffer: 1 << 28 })
+    : spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 28 });
   const seconds = (performance.now() - t0) / 1000;
   if (r.status !== 0 && r.status !== 3) throw new Error(`gsync-ctl ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
   const rss = /RSS_KB=(\d+)/.exec(r.stderr ?? '');
@@ -61,7 +63,16 @@ async function benchSize(n: number) {
   execFileSync('git', ['clone', '-q', repo.dir, plainClone]);
   const configDir = tempDir('gsync-bench-config-');
   const agent = ['node', join(AGENTS, 'edit.mjs'), '{spec_file}'];
-  writeConfig(configDir, { nodes: [{ name: 'q1', transport: 'local', agent }, { name: 'q2', transport: 'local', agent }] }, { queue: { repo_local: repo.dir } });
+  writeConfig(
+    configDir,
+    {
+      nodes: [
+        { name: 'q1', transport: 'local', agent },
+        { name: 'q2', transport: 'local', agent },
+      ],
+    },
+    { queue: { repo_local: repo.dir } },
+  );
   const ctx = testContext(configDir, { onEvent: () => {} });
   const specs = tempDir('gsync-bench-specs-');
   const ids: string[] = [];
@@ -70,7 +81,11 @@ async function benchSize(n: number) {
     writeFileSync(spec, specFor(i));
     ids.push((await dispatch(ctx, { project: 'queue', spec })).task_id);
   }
-  await waitForNodes(['q1', 'q2'].map((name) => join(configDir, 'nodes', name)), 'queue', ids);
+  await waitForNodes(
+    ['q1', 'q2'].map((name) => join(configDir, 'nodes', name)),
+    'queue',
+    ids,
+  );
 
   const pull = ctl(configDir, ['pull-bundles', '--project', 'queue', '--json']);
   const report = JSON.parse(pull.stdout) as {
@@ -147,11 +162,16 @@ if (TIME) console.log(row(['  peak RSS (MiB)', ...results.map((r) => (r.rss ?? 0
 console.log(row(['plain fetch of all bundles (s)', ...results.map((r) => r.plainCollect.toFixed(2))]));
 console.log(row(['plain merge --no-ff of all (s)', ...results.map((r) => r.plainMerge.toFixed(2))]));
 console.log(row(['plain merge-tree of every pair (s)', ...results.map((r) => `${r.plainForecast.toFixed(2)}${r.plainSampled ? ' (est.)' : ''}`)]));
-console.log(row(['gsync/plain, collect + merge', ...results.map((r) => ((r.timings.collect_seconds + r.timings.merge_seconds) / (r.plainCollect + r.plainMerge)).toFixed(2))]));
+console.log(
+  row([
+    'gsync/plain, collect + merge',
+    ...results.map((r) => ((r.timings.collect_seconds + r.timings.merge_seconds) / (r.plainCollect + r.plainMerge)).toFixed(2)),
+  ]),
+);
 console.log(row(['gsync/plain, forecast', ...results.map((r) => (r.timings.forecast_seconds / r.plainForecast).toFixed(3))]));
 const first = results[0];
 const last = results.at(-1);
 if (first && last && last !== first) {
-  const growth = (last.timings.merge_seconds / last.n) / (first.timings.merge_seconds / first.n);
+  const growth = last.timings.merge_seconds / last.n / (first.timings.merge_seconds / first.n);
   console.log(`merge time per task at N = ${last.n} is ${growth.toFixed(2)}x that at N = ${first.n} (1.00 = linear growth of the total)`);
 }

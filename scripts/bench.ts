@@ -47,7 +47,11 @@ function specFor(i: number): string {
 async function benchGsync(world: SshWorld, repo: GitRepo, project: string) {
   const configDir = tempDir('gsync-bench-config-');
   const agent = ['node', join(world.agents, 'edit.mjs'), '{spec_file}'];
-  writeConfig(configDir, { ssh_config: world.sshConfig, nodes: world.nodes.map((n) => ({ name: n.name, host: n.alias, agent, work_root: '~/gsync-bench' })) }, { [project]: { repo_local: repo.dir } });
+  writeConfig(
+    configDir,
+    { ssh_config: world.sshConfig, nodes: world.nodes.map((n) => ({ name: n.name, host: n.alias, agent, work_root: '~/gsync-bench' })) },
+    { [project]: { repo_local: repo.dir } },
+  );
   const specs = tempDir('gsync-bench-specs-');
   let dispatch = 0;
   let dispatchRss = 0;
@@ -93,7 +97,8 @@ async function benchPlain(world: SshWorld, work: string) {
     const node = nodes[(i - 1) % nodes.length]!;
     const dir = `plain/T${i}`;
     while (ssh(node.alias, `test -f ${dir}/result.bundle && echo yes || echo no`).toString().trim() !== 'yes') {
-      if (performance.now() - t1 > 120_000) throw new Error(`plain job T${i} on ${node.name} did not finish: ${ssh(node.alias, `cat ${dir}/job.log`).toString()}`);
+      if (performance.now() - t1 > 120_000)
+        throw new Error(`plain job T${i} on ${node.name} did not finish: ${ssh(node.alias, `cat ${dir}/job.log`).toString()}`);
       await new Promise((r) => setTimeout(r, 200));
     }
     const local = join(work, `result${i}.bundle`);
@@ -126,7 +131,9 @@ try {
     console.log(row(['', 'gsync', 'plain', 'gsync/plain']));
     console.log(row(['dispatch all tasks (s)', g.dispatch.toFixed(2), p.dispatch.toFixed(2), (g.dispatch / p.dispatch).toFixed(2)]));
     console.log(row(['collect + verify + merge all (s)', g.pull.toFixed(2), p.pull.toFixed(2), (g.pull / p.pull).toFixed(2)]));
-    console.log(row(['total (s)', (g.dispatch + g.pull).toFixed(2), (p.dispatch + p.pull).toFixed(2), ((g.dispatch + g.pull) / (p.dispatch + p.pull)).toFixed(2)]));
+    console.log(
+      row(['total (s)', (g.dispatch + g.pull).toFixed(2), (p.dispatch + p.pull).toFixed(2), ((g.dispatch + g.pull) / (p.dispatch + p.pull)).toFixed(2)]),
+    );
     if (TIME) console.log(row(['gsync-ctl peak RSS (MiB)', `${g.dispatchRss.toFixed(0)} / ${g.pullRss.toFixed(0)}`, '', '(dispatch / pull)']));
   }
 } finally {

@@ -39,13 +39,20 @@ write(join(repo, 'api/pack.py'), 'def pack():\n    pass\n');
 write(join(repo, 'app/config.py'), 'TIMEOUT = 30\nRETRIES = 1\n');
 git('add', '-A');
 git('commit', '-q', '-m', 'initial');
-write(join(config, 'nodes.json'), JSON.stringify({
-  nodes: [
-    { name: 'vm-1', transport: 'local', agent: ['node', agent, '{spec_file}'] },
-    { name: 'gpu-1', transport: 'local', agent: ['node', agent, '{spec_file}'] },
-  ],
-  agents: { fixer: ['node', resolver, '{spec_file}'] },
-}, null, 2));
+write(
+  join(config, 'nodes.json'),
+  JSON.stringify(
+    {
+      nodes: [
+        { name: 'vm-1', transport: 'local', agent: ['node', agent, '{spec_file}'] },
+        { name: 'gpu-1', transport: 'local', agent: ['node', agent, '{spec_file}'] },
+      ],
+      agents: { fixer: ['node', resolver, '{spec_file}'] },
+    },
+    null,
+    2,
+  ),
+);
 write(join(config, 'projects.json'), JSON.stringify({ shop: { repo_local: repo, main_branch: 'main', sync_mode: 'bundle' } }, null, 2));
 const spec = (name, text) => {
   const path = join(work, name);
@@ -82,7 +89,9 @@ console.log(`api/pack.py:     ${git('show', 'main:api/pack.py').trim()}`);
 console.log(`app/config.py:   ${git('show', 'main:app/config.py').split('\n').slice(0, 2).join(' | ')}`);
 
 const expected = pullExit === 3 && resolveExit === 0 && secondPull === 0;
-console.log(expected
-  ? '\nDemo finished as expected: two tasks merged, the conflicting one reported (pull-bundles exit 3) and then resolved by an agent (exit 0), nothing overwritten.'
-  : `\nDemo did NOT end as expected (pull-bundles exit ${pullExit}, resolve exit ${resolveExit}, second pull exit ${secondPull}).`);
+console.log(
+  expected
+    ? '\nDemo finished as expected: two tasks merged, the conflicting one reported (pull-bundles exit 3) and then resolved by an agent (exit 0), nothing overwritten.'
+    : `\nDemo did NOT end as expected (pull-bundles exit ${pullExit}, resolve exit ${resolveExit}, second pull exit ${secondPull}).`,
+);
 process.exitCode = expected ? 0 : 1;

@@ -15,7 +15,16 @@ const EDIT = ['node', join(AGENTS, 'edit.mjs'), '{spec_file}'];
 function world() {
   const repo = gitRepo(Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`f${i}.txt`, `${i}\n`])));
   const configDir = tempDir('gsync-config-');
-  writeConfig(configDir, { nodes: [{ name: 'l1', transport: 'local', agent: EDIT }, { name: 'l2', transport: 'local', agent: EDIT }] }, { proj: { repo_local: repo.dir } });
+  writeConfig(
+    configDir,
+    {
+      nodes: [
+        { name: 'l1', transport: 'local', agent: EDIT },
+        { name: 'l2', transport: 'local', agent: EDIT },
+      ],
+    },
+    { proj: { repo_local: repo.dir } },
+  );
   const ctl = (args: string[]) =>
     new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
       const child = spawn(process.execPath, [CTL, '--config-dir', configDir, ...args], { env: { ...process.env, SSH_AUTH_SOCK: '' } });
@@ -46,12 +55,15 @@ async function finished(configDir: string, ids: string[]): Promise<void> {
 describe('two controllers at once', () => {
   it('two pulls on the same project: each task merges exactly once, the store stays sound', async () => {
     const w = world();
-    for (let i = 0; i < 6; i++) expect((await w.ctl(['dispatch', '--project', 'proj', '--spec', specFile(w.specs, `${i}.md`, `# edit f${i}\nwrite f${i}.txt changed\n`)])).code).toBe(0);
+    for (let i = 0; i < 6; i++)
+      expect((await w.ctl(['dispatch', '--project', 'proj', '--spec', specFile(w.specs, `${i}.md`, `# edit f${i}\nwrite f${i}.txt changed\n`)])).code).toBe(0);
     await finished(w.configDir, ['S01', 'S02', 'S03', 'S04', 'S05', 'S06']);
     const [a, b] = await Promise.all([w.ctl(['pull-bundles', '--project', 'proj', '--json']), w.ctl(['pull-bundles', '--project', 'proj', '--json'])]);
     // One did the work; the other waited for the lock and found nothing new (or, had it waited too long, said so with exit 6).
     for (const r of [a, b]) expect([0, 6]).toContain(r.code);
-    const merged = [a, b].flatMap((r) => (r.code === 0 ? (JSON.parse(r.stdout) as { tasks: { outcome: string }[] }).tasks.filter((t) => t.outcome === 'merged') : []));
+    const merged = [a, b].flatMap((r) =>
+      r.code === 0 ? (JSON.parse(r.stdout) as { tasks: { outcome: string }[] }).tasks.filter((t) => t.outcome === 'merged') : [],
+    );
     expect(merged).toHaveLength(6);
     expect(merges(w.repo)).toBe(6);
     const db = w.db();
@@ -65,10 +77,18 @@ describe('two controllers at once', () => {
 
   it('dispatches racing each other and a pull: distinct task ids, every task merged once', async () => {
     const w = world();
-    const dispatches = Array.from({ length: 6 }, (_, i) => w.ctl(['dispatch', '--project', 'proj', '--spec', specFile(w.specs, `${i}.md`, `# edit f${i}\nwrite f${i}.txt raced\n`)]));
+    const dispatches = Array.from({ length: 6 }, (_, i) =>
+      w.ctl(['dispatch', '--project', 'proj', '--spec', specFile(w.specs, `${i}.md`, `# edit f${i}\nwrite f${i}.txt raced\n`)]),
+    );
     const pulls = [w.ctl(['pull-bundles', '--project', 'proj', '--wait', '--interval', '0.2', '--timeout', '60'])];
     const results = await Promise.all([...dispatches, ...pulls]);
-    for (const r of results.slice(0, 6)) expect(`${r.code} ${r.stderr.split('\n').filter((l) => l.startsWith('gsync-ctl:')).join(' ')}`).toBe('0 ');
+    for (const r of results.slice(0, 6))
+      expect(
+        `${r.code} ${r.stderr
+          .split('\n')
+          .filter((l) => l.startsWith('gsync-ctl:'))
+          .join(' ')}`,
+      ).toBe('0 ');
     const ids = results.slice(0, 6).map((r) => /dispatched (S\d+)/.exec(r.stdout)?.[1]);
     expect(new Set(ids).size).toBe(6);
     // Whatever the racing pull did not see, one more pull finishes.

@@ -19,7 +19,16 @@ const EDIT = ['node', join(AGENTS, 'edit.mjs'), '{spec_file}'];
 function world(project: object = {}) {
   const repo = gitRepo({ 'a.txt': 'a\n', 'b.txt': 'b\n' });
   const configDir = tempDir('gsync-config-');
-  writeConfig(configDir, { nodes: [{ name: 'l1', transport: 'local', agent: EDIT }, { name: 'l2', transport: 'local', agent: EDIT }] }, { proj: { repo_local: repo.dir, ...project } });
+  writeConfig(
+    configDir,
+    {
+      nodes: [
+        { name: 'l1', transport: 'local', agent: EDIT },
+        { name: 'l2', transport: 'local', agent: EDIT },
+      ],
+    },
+    { proj: { repo_local: repo.dir, ...project } },
+  );
   const specs = tempDir('gsync-specs-');
   const ctl = (args: string[], failpoint?: string) => {
     const r = spawnSync(process.execPath, [CTL, '--config-dir', configDir, ...args], {
@@ -36,10 +45,15 @@ function world(project: object = {}) {
       store.close();
     }
   };
-  const taskDirs = () => ['l1', 'l2'].flatMap((n) => {
-    const dir = join(configDir, 'nodes', n, 'dispatch/proj/tasks');
-    return existsSync(dir) ? readdirSync(dir).filter((d) => !d.startsWith('.')).map((d) => `${n}/${d}`) : [];
-  });
+  const taskDirs = () =>
+    ['l1', 'l2'].flatMap((n) => {
+      const dir = join(configDir, 'nodes', n, 'dispatch/proj/tasks');
+      return existsSync(dir)
+        ? readdirSync(dir)
+            .filter((d) => !d.startsWith('.'))
+            .map((d) => `${n}/${d}`)
+        : [];
+    });
   const finished = async (ids: string[]) => {
     for (let i = 0; i < 200; i++) {
       const states = ids.map((id) => {
@@ -93,7 +107,10 @@ describe('gsync-ctl killed during pull-bundles', () => {
   for (const point of points) {
     it(`at ${point}: pulling again merges each task exactly once and leaves nothing behind`, async () => {
       const w = world(point === 'pull:after-verify' ? { verify_command: ['node', join(ROOT, 'fixtures/verify/no-broken.mjs')] } : {});
-      for (const [i, file] of [[1, 'a.txt'], [2, 'b.txt']] as const) {
+      for (const [i, file] of [
+        [1, 'a.txt'],
+        [2, 'b.txt'],
+      ] as const) {
         expect(w.ctl(['dispatch', '--project', 'proj', '--spec', specFile(w.specs, `${i}.md`, `# edit ${file}\nwrite ${file} changed ${i}\n`)]).code).toBe(0);
       }
       await w.finished(['S01', 'S02']);

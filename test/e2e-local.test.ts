@@ -15,7 +15,12 @@ function setup(repo: GitRepo, agent: string, nodeExtra: object = {}) {
   const argv = ['node', join(AGENTS, agent), '{spec_file}'];
   writeConfig(
     configDir,
-    { nodes: [{ name: 'l1', transport: 'local', agent: argv, ...nodeExtra }, { name: 'l2', transport: 'local', agent: argv, ...nodeExtra }] },
+    {
+      nodes: [
+        { name: 'l1', transport: 'local', agent: argv, ...nodeExtra },
+        { name: 'l2', transport: 'local', agent: argv, ...nodeExtra },
+      ],
+    },
     { proj: { repo_local: repo.dir } },
   );
   return { ctx: testContext(configDir), specs: tempDir('gsync-specs-') };
@@ -93,7 +98,10 @@ describe("the user's checkout", () => {
     repo.write('notes.txt', 'untracked notes\n');
 
     const first = await pull(ctx);
-    expect(first.tasks.map((t) => [t.task_id, t.outcome])).toEqual([['S01', 'merged'], ['S02', 'waiting']]);
+    expect(first.tasks.map((t) => [t.task_id, t.outcome])).toEqual([
+      ['S01', 'merged'],
+      ['S02', 'waiting'],
+    ]);
     expect(first.tasks[1]!.reason).toMatch(/uncommitted changes to mine\.txt/);
     expect(first.exit_code).toBe(4);
     // S01 reached the working tree; the user's edit and notes are untouched.

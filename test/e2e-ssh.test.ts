@@ -40,7 +40,16 @@ function setup(repo: GitRepo, extraNodes: object[] = [], project = 'shop') {
         // n1 through an alias in the ssh config, as `ssh n1-alias` would resolve it
         { name: 'n1', host: world.node('n1').alias, agent },
         // n2 with every field spelled out
-        { name: 'n2', host: '127.0.0.1', port: n2.port, user: n2.user, identity_file: world.clientKey, known_hosts: world.knownHosts, work_root: '~/dispatch', agent },
+        {
+          name: 'n2',
+          host: '127.0.0.1',
+          port: n2.port,
+          user: n2.user,
+          identity_file: world.clientKey,
+          known_hosts: world.knownHosts,
+          work_root: '~/dispatch',
+          agent,
+        },
         ...extraNodes,
       ],
     },
@@ -64,7 +73,10 @@ describe('Plan B over real SSH', () => {
 
     const report = await pullBundles(ctx, { project: 'shop', wait: true, interval: 0.2, timeout: 60 });
     expect(report.exit_code).toBe(0);
-    expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([['S01', 'merged'], ['S02', 'merged']]);
+    expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([
+      ['S01', 'merged'],
+      ['S02', 'merged'],
+    ]);
     expect(repo.git('show', 'main:schemas/pack.py')).toBe('SCHEMA = 2\n');
     expect(repo.git('show', 'main:api/pack.py')).toBe('def pack(x): return x\n');
     expect(repo.git('rev-list', '--count', `${base}..main`).trim()).toBe('4');
@@ -100,7 +112,10 @@ describe('Plan B over real SSH', () => {
     expect(repo.git('show', 'task/conf-S02-n2:app/config.py')).toBe('TIMEOUT = 5\nRETRIES = 1\n');
     expect(repo.git('status', '--porcelain')).toBe('');
     const rows = await status(ctx, { project: 'conf' });
-    expect(rows.map((r) => [r.task_id, r.node, r.state])).toEqual([['S01', 'n1', 'merged'], ['S02', 'n2', 'conflicted']]);
+    expect(rows.map((r) => [r.task_id, r.node, r.state])).toEqual([
+      ['S01', 'n1', 'merged'],
+      ['S02', 'n2', 'conflicted'],
+    ]);
     // Still conflicted on a second run, and nothing new happens.
     const again = await pullBundles(ctx, { project: 'conf' });
     expect(again.tasks).toEqual([]);
@@ -128,7 +143,15 @@ describe('Plan B over real SSH', () => {
     const repo = gitRepo();
     const n2 = world.node('n2');
     const emptyKnownHosts = join(tempDir(), 'known_hosts');
-    const node = { name: 'fresh', host: '127.0.0.1', port: n2.port, user: n2.user, identity_file: world.clientKey, known_hosts: emptyKnownHosts, agent: ['node', join(world.agents, 'noop.mjs')] };
+    const node = {
+      name: 'fresh',
+      host: '127.0.0.1',
+      port: n2.port,
+      user: n2.user,
+      identity_file: world.clientKey,
+      known_hosts: emptyKnownHosts,
+      agent: ['node', join(world.agents, 'noop.mjs')],
+    };
     const { ctx, specs } = setup(repo, [node]);
     const spec = specFile(specs, 'x.md', '# nothing\n');
     await expect(dispatch(ctx, { project: 'shop', spec, node: 'fresh' })).rejects.toThrow(/not known \(SHA256:/);
@@ -212,4 +235,3 @@ describe('the merge queue over real SSH', () => {
     expect(report.tasks.filter((t) => t.outcome === 'rejected').map((t) => t.task_id)).toEqual(['S02']);
   });
 });
-

@@ -67,7 +67,12 @@ function setup(project: string) {
     },
     { [project]: { repo_local: repo.dir } },
   );
-  return { repo, ctx: testContext(configDir, process.env.DEBUG_FAULTS ? { onEvent: (e) => console.error(new Date().toISOString(), e.kind, e.message) } : {}), specs: tempDir('gsync-specs-'), configDir };
+  return {
+    repo,
+    ctx: testContext(configDir, process.env.DEBUG_FAULTS ? { onEvent: (e) => console.error(new Date().toISOString(), e.kind, e.message) } : {}),
+    specs: tempDir('gsync-specs-'),
+    configDir,
+  };
 }
 
 function noLeftovers(repo: GitRepo): void {
@@ -111,7 +116,10 @@ describe('transfers cut or stalled on the way', () => {
 
   it('pull: a download cut at any byte, or stalled, is fetched again and merges intact', async () => {
     const { repo, ctx, specs } = setup('down');
-    const plans = [...offsets(200 * 1024, 12).map((at) => ({ cutAfterBytes: { direction: 'down' as const, bytes: at } })), { stallAfterBytes: { direction: 'down' as const, bytes: 150 * 1024 } }];
+    const plans = [
+      ...offsets(200 * 1024, 12).map((at) => ({ cutAfterBytes: { direction: 'down' as const, bytes: at } })),
+      { stallAfterBytes: { direction: 'down' as const, bytes: 150 * 1024 } },
+    ];
     const statusOf = (id: string) => join(world.node('f1').home, 'faults/down/tasks', id, 'status.json');
     for (const [i, plan] of plans.entries()) {
       const id = `S${String(i + 1).padStart(2, '0')}`;

@@ -52,7 +52,12 @@ describe('hostile results', () => {
     const ctx = testContext(configDir);
     const specs = tempDir('gsync-specs-');
     for (const e of corpus.entries) {
-      await dispatch(ctx, { project: corpus.project, spec: specFile(specs, `${e.id}.md`, `# honest work ${e.id}\nwrite out/${e.id}.txt x\n`), task: e.id, node: corpus.node });
+      await dispatch(ctx, {
+        project: corpus.project,
+        spec: specFile(specs, `${e.id}.md`, `# honest work ${e.id}\nwrite out/${e.id}.txt x\n`),
+        task: e.id,
+        node: corpus.node,
+      });
     }
     const taskDir = (id: string) => join(configDir, 'nodes', corpus.node, 'dispatch', corpus.project, 'tasks', id);
     for (let i = 0; i < 600; i++) {
@@ -74,7 +79,11 @@ describe('hostile results', () => {
         head: e.result.head,
         commits: 1,
         changed_paths: ['feature.txt'],
-        bundle: { name: 'result.bundle', size: data.length + (e.result.size_delta ?? 0), sha256: e.result.sha256_of_original ? sha256(Buffer.concat([data, Buffer.from('x')])) : sha256(data) },
+        bundle: {
+          name: 'result.bundle',
+          size: data.length + (e.result.size_delta ?? 0),
+          sha256: e.result.sha256_of_original ? sha256(Buffer.concat([data, Buffer.from('x')])) : sha256(data),
+        },
         wip: false,
         agent_exit_code: 0,
         finished_at: new Date().toISOString(),
@@ -109,7 +118,8 @@ describe('hostile results', () => {
     store.close();
     for (const e of corpus.entries) expect(events.some((ev) => ev.task_id === e.id && ev.kind === 'rejected')).toBe(true);
     const everything = JSON.stringify(events) + readFileSync(report.report_path!, 'utf8');
-    for (const secret of ['Q3EXAMPLEKEY7ABC', 'A1b2C3d4E5f6G7h8I9j0', 'b3BlbnNzaC1rZXktdjEAAAAA', 'Z9y8X7w6V5u4T3s2R1q0']) expect(everything).not.toContain(secret);
+    for (const secret of ['Q3EXAMPLEKEY7ABC', 'A1b2C3d4E5f6G7h8I9j0', 'b3BlbnNzaC1rZXktdjEAAAAA', 'Z9y8X7w6V5u4T3s2R1q0'])
+      expect(everything).not.toContain(secret);
 
     // A second pull does nothing new: the rejections stand.
     const again = await pullBundles(ctx, { project: corpus.project });

@@ -57,12 +57,93 @@ const noNul = (s: string): string => s.replaceAll('\0', '');
 
 function fragments(): string[] {
   return [
-    "'", '"', '`', '\\', '$', '$(', ')', '${', '}', '$(id)', '${HOME}', '$HOME', '$1', '$&', '$$', "'\\''",
-    ';', '|', '&', '&&', '||', '>', '<', '(', '*', '?', '[', ']', '~', '~/', '!', '#', '%', '=', ':', ',', '@', '@{', '^',
-    '\n', '\r', '\r\n', '\t', '\v', '\f', ' ', '  ', '\u001b[31m', '\u007f', '\u0085', '\u009b', '\u00a0', '\u2028', '\ufeff',
-    '..', '../', '/..', '/', './', '.', '-', '--', '-rf', '--help', '.lock', '.git', '{spec}', '{spec_file}',
-    'S01', 'gpu-1', 'p', 'x.y_z', 'é', 'e\u0301', '项目', '🔥', '👨‍👩‍👧', '\u202e', '\u200f', 'مرحبا', 'שלום',
-    `$(touch ${canary})`, `\`touch ${canary}\``, `;touch ${canary};`, `\ntouch ${canary}\n`, `|touch ${canary}`, `&touch ${canary}&`,
+    "'",
+    '"',
+    '`',
+    '\\',
+    '$',
+    '$(',
+    ')',
+    '${',
+    '}',
+    '$(id)',
+    '${HOME}',
+    '$HOME',
+    '$1',
+    '$&',
+    '$$',
+    "'\\''",
+    ';',
+    '|',
+    '&',
+    '&&',
+    '||',
+    '>',
+    '<',
+    '(',
+    '*',
+    '?',
+    '[',
+    ']',
+    '~',
+    '~/',
+    '!',
+    '#',
+    '%',
+    '=',
+    ':',
+    ',',
+    '@',
+    '@{',
+    '^',
+    '\n',
+    '\r',
+    '\r\n',
+    '\t',
+    '\v',
+    '\f',
+    ' ',
+    '  ',
+    '\u001b[31m',
+    '\u007f',
+    '\u0085',
+    '\u009b',
+    '\u00a0',
+    '\u2028',
+    '\ufeff',
+    '..',
+    '../',
+    '/..',
+    '/',
+    './',
+    '.',
+    '-',
+    '--',
+    '-rf',
+    '--help',
+    '.lock',
+    '.git',
+    '{spec}',
+    '{spec_file}',
+    'S01',
+    'gpu-1',
+    'p',
+    'x.y_z',
+    'é',
+    'e\u0301',
+    '项目',
+    '🔥',
+    '👨‍👩‍👧',
+    '\u202e',
+    '\u200f',
+    'مرحبا',
+    'שלום',
+    `$(touch ${canary})`,
+    `\`touch ${canary}\``,
+    `;touch ${canary};`,
+    `\ntouch ${canary}\n`,
+    `|touch ${canary}`,
+    `&touch ${canary}&`,
   ];
 }
 
@@ -88,7 +169,27 @@ function nameLike(): fc.Arbitrary<string> {
     { weight: 2, arbitrary: fc.tuple(validName, fragment, validName).map((p) => p.join('')) },
     { weight: 1, arbitrary: fc.tuple(fragment, validName).map((p) => p.join('')) },
     { weight: 1, arbitrary: fc.tuple(validName, fragment).map((p) => p.join('')) },
-    { weight: 1, arbitrary: fc.constantFrom('', '.', '..', 'a..b', 'x.lock', 'a'.repeat(64), 'a'.repeat(65), '-a', 'a-', '.a', 'a/b', 'a\nb', 'S01\n', ' S01', 'Ｓ01', 'S０1') },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(
+        '',
+        '.',
+        '..',
+        'a..b',
+        'x.lock',
+        'a'.repeat(64),
+        'a'.repeat(65),
+        '-a',
+        'a-',
+        '.a',
+        'a/b',
+        'a\nb',
+        'S01\n',
+        ' S01',
+        'Ｓ01',
+        'S０1',
+      ),
+    },
     { weight: 2, arbitrary: hostileText(6) },
   );
 }
@@ -193,7 +294,7 @@ describe('names', () => {
   // The seed's branch format joins project, task id and node with "-", which names may
   // contain too: (S01, gpu-1) and (S01-gpu, 1) give one branch. Dispatch refuses the
   // second (branchClash), so two tasks never share a branch or a quarantine ref.
-  it('a task whose branch would collide with another task\'s (or its -wip branch) is found before dispatch', () => {
+  it("a task whose branch would collide with another task's (or its -wip branch) is found before dispatch", () => {
     const short = fc.stringMatching(/^[A-Za-z0-9]{1,10}$/);
     fc.assert(
       fc.property(short, short, short, short, (p, a, b, c) => {
@@ -246,15 +347,23 @@ describe('command lines for the node shell', () => {
     const cwd = join(sandbox, 'first-word');
     mkdirSync(cwd, { recursive: true });
     fc.assert(
-      fc.property(fc.constantFrom('if', 'for', 'while', 'case', 'do', 'done', 'then', 'A=b', 'PATH=.', 'x=1'), fc.array(validName, { minLength: 1, maxLength: 2 }), (command, rest) => {
-        // A program with exactly that name, in the cwd, that prints its argv.
-        writeFileSync(join(cwd, command), readFileSync(printer));
-        chmodSync(join(cwd, command), 0o755);
-        expect(runLine('/bin/sh', quoteArgv([`./${command}`, ...rest]), cwd)).toEqual(rest);
-        const r = spawnSync('/bin/sh', ['-c', quoteArgv([command, ...rest])], { cwd, encoding: 'utf8', env: { ...process.env, PATH: `${cwd}:${process.env.PATH ?? ''}` } });
-        expect(r.status).toBe(0);
-        expect(r.stdout.split('\0').slice(0, -1)).toEqual(rest);
-      }),
+      fc.property(
+        fc.constantFrom('if', 'for', 'while', 'case', 'do', 'done', 'then', 'A=b', 'PATH=.', 'x=1'),
+        fc.array(validName, { minLength: 1, maxLength: 2 }),
+        (command, rest) => {
+          // A program with exactly that name, in the cwd, that prints its argv.
+          writeFileSync(join(cwd, command), readFileSync(printer));
+          chmodSync(join(cwd, command), 0o755);
+          expect(runLine('/bin/sh', quoteArgv([`./${command}`, ...rest]), cwd)).toEqual(rest);
+          const r = spawnSync('/bin/sh', ['-c', quoteArgv([command, ...rest])], {
+            cwd,
+            encoding: 'utf8',
+            env: { ...process.env, PATH: `${cwd}:${process.env.PATH ?? ''}` },
+          });
+          expect(r.status).toBe(0);
+          expect(r.stdout.split('\0').slice(0, -1)).toEqual(rest);
+        },
+      ),
       { numRuns: 30 },
     );
   });
@@ -290,40 +399,51 @@ describe('command lines for the node shell', () => {
     const sink = () => new Writable({ write: (_c, _e, cb) => cb() });
     const word = hostileText(8).map(noNul);
     await fc.assert(
-      fc.asyncProperty(word, word, fc.array(word, { minLength: 1, maxLength: 3 }), fc.constantFrom('report', 'send', 'accept'), async (workRoot, project, ids, op) => {
-        // Values that are themselves one of the flags would make the flag lookup below ambiguous.
-        fc.pre(![workRoot, project, ...ids].some((v) => /^--[a-z-]+$/.test(v)));
-        rmSync(argvOut, { force: true });
-        sent.length = 0;
-        const node = nodeConfig(workRoot);
-        let error: unknown;
-        try {
-          if (op === 'report') await reportTasks(transport, node, project, ids);
-          else if (op === 'send') await fetchTaskFile(transport, node, project, ids[0]!, 'status.json', sink());
-          else await acceptTask(transport, node, project, ids[0]!, [{ name: 'task.json', data: Buffer.from('{}') }, { name: 'spec.md', data: Buffer.from('spec') }, { name: 'base.bundle', path: bundle, size: 19 }]);
-        } catch (e) {
-          error = e;
-        }
-        if (workRoot.startsWith('~') && !workRoot.startsWith('~/') && workRoot !== '~') {
-          // "~user" is refused before anything is sent.
-          expect(error).toBeInstanceOf(UsageError);
-          expect(sent).toEqual([]);
-          return;
-        }
-        // accept's answer is not an AcceptAnswer here; the other two succeed.
-        if (op !== 'accept') expect(error).toBeUndefined();
-        expect(sent).toHaveLength(1);
-        const argv = sent[0]!;
-        expect(argv.slice(0, 3)).toEqual([fakeNode, toolPath(node), op]);
-        const flag = (name: string) => argv.flatMap((w, i) => (w === name ? [argv[i + 1]] : []));
-        expect(flag('--work-root')).toEqual([workRoot]);
-        expect(flag('--project')).toEqual([project]);
-        expect(flag('--task')).toEqual(op === 'report' ? ids : [ids[0]]);
-        // What the program on the node received, word for word.
-        const received = readFileSync(argvOut, 'utf8').split('\0').slice(0, -1);
-        expect(received).toEqual(argv.slice(1));
-        expectNoShellRan();
-      }),
+      fc.asyncProperty(
+        word,
+        word,
+        fc.array(word, { minLength: 1, maxLength: 3 }),
+        fc.constantFrom('report', 'send', 'accept'),
+        async (workRoot, project, ids, op) => {
+          // Values that are themselves one of the flags would make the flag lookup below ambiguous.
+          fc.pre(![workRoot, project, ...ids].some((v) => /^--[a-z-]+$/.test(v)));
+          rmSync(argvOut, { force: true });
+          sent.length = 0;
+          const node = nodeConfig(workRoot);
+          let error: unknown;
+          try {
+            if (op === 'report') await reportTasks(transport, node, project, ids);
+            else if (op === 'send') await fetchTaskFile(transport, node, project, ids[0]!, 'status.json', sink());
+            else
+              await acceptTask(transport, node, project, ids[0]!, [
+                { name: 'task.json', data: Buffer.from('{}') },
+                { name: 'spec.md', data: Buffer.from('spec') },
+                { name: 'base.bundle', path: bundle, size: 19 },
+              ]);
+          } catch (e) {
+            error = e;
+          }
+          if (workRoot.startsWith('~') && !workRoot.startsWith('~/') && workRoot !== '~') {
+            // "~user" is refused before anything is sent.
+            expect(error).toBeInstanceOf(UsageError);
+            expect(sent).toEqual([]);
+            return;
+          }
+          // accept's answer is not an AcceptAnswer here; the other two succeed.
+          if (op !== 'accept') expect(error).toBeUndefined();
+          expect(sent).toHaveLength(1);
+          const argv = sent[0]!;
+          expect(argv.slice(0, 3)).toEqual([fakeNode, toolPath(node), op]);
+          const flag = (name: string) => argv.flatMap((w, i) => (w === name ? [argv[i + 1]] : []));
+          expect(flag('--work-root')).toEqual([workRoot]);
+          expect(flag('--project')).toEqual([project]);
+          expect(flag('--task')).toEqual(op === 'report' ? ids : [ids[0]]);
+          // What the program on the node received, word for word.
+          const received = readFileSync(argvOut, 'utf8').split('\0').slice(0, -1);
+          expect(received).toEqual(argv.slice(1));
+          expectNoShellRan();
+        },
+      ),
       { numRuns: 60 },
     );
   });
@@ -399,10 +519,13 @@ describe('agent argv', () => {
   type Part = string | typeof SPEC | typeof FILE;
   // Template literals never hold braces, so the only placeholders are the ones put there.
   const literal = hostileText(4).map((s) => noNul(s).replace(/[{}]/g, ''));
-  const templateWord = fc.array(fc.oneof({ weight: 3, arbitrary: literal }, { weight: 1, arbitrary: fc.constant<Part>(SPEC) }, { weight: 1, arbitrary: fc.constant<Part>(FILE) }), {
-    minLength: 1,
-    maxLength: 4,
-  });
+  const templateWord = fc.array(
+    fc.oneof({ weight: 3, arbitrary: literal }, { weight: 1, arbitrary: fc.constant<Part>(SPEC) }, { weight: 1, arbitrary: fc.constant<Part>(FILE) }),
+    {
+      minLength: 1,
+      maxLength: 4,
+    },
+  );
 
   it('spec text and spec path reach the agent byte for byte, however they look', () => {
     fc.assert(
@@ -426,12 +549,22 @@ describe('agent argv', () => {
 
 describe('spec titles', () => {
   const lineSep = fc.constantFrom('\n', '\r\n', '\r', '\n\n', '\n \n');
-  const line = fc.oneof(hostileText(8), hostileText(4).map((s) => `# ${s}`), hostileText(4).map((s) => `## \t${s}`), fc.constantFrom('', ' ', '#', '# ', '\t'));
+  const line = fc.oneof(
+    hostileText(8),
+    hostileText(4).map((s) => `# ${s}`),
+    hostileText(4).map((s) => `## \t${s}`),
+    fc.constantFrom('', ' ', '#', '# ', '\t'),
+  );
   const spec = fc.tuple(fc.array(line, { minLength: 1, maxLength: 5 }), lineSep).map(([lines, s]) => noNul(lines.join(s)));
 
   let repo = '';
   let base = '';
-  const env = { GIT_AUTHOR_NAME: 'gsync agent on n1', GIT_AUTHOR_EMAIL: 'gsync@n1.invalid', GIT_COMMITTER_NAME: 'gsync agent on n1', GIT_COMMITTER_EMAIL: 'gsync@n1.invalid' };
+  const env = {
+    GIT_AUTHOR_NAME: 'gsync agent on n1',
+    GIT_AUTHOR_EMAIL: 'gsync@n1.invalid',
+    GIT_COMMITTER_NAME: 'gsync agent on n1',
+    GIT_COMMITTER_EMAIL: 'gsync@n1.invalid',
+  };
   beforeAll(async () => {
     repo = tempDir('gsync-injection-titles-');
     await gitOps.initRepo(repo, 'main');

@@ -20,7 +20,14 @@ function setup(repo: GitRepo, project: object = {}, nodesExtra: object = {}) {
   const configDir = tempDir('gsync-config-');
   writeConfig(
     configDir,
-    { nodes: [{ name: 'l1', transport: 'local', agent: EDIT }, { name: 'l2', transport: 'local', agent: EDIT }], agents: { fixer: RESOLVE }, ...nodesExtra },
+    {
+      nodes: [
+        { name: 'l1', transport: 'local', agent: EDIT },
+        { name: 'l2', transport: 'local', agent: EDIT },
+      ],
+      agents: { fixer: RESOLVE },
+      ...nodesExtra,
+    },
     { proj: { repo_local: repo.dir, ...project } },
   );
   return { ctx: testContext(configDir), specs: tempDir('gsync-specs-') };
@@ -55,7 +62,11 @@ describe('test gate (verify_command)', () => {
     await dispatch(ctx, { project: 'proj', spec: specFile(specs, 'c.md', '# add c\nwrite c.txt fine\n'), node: 'l1' });
     const report = await pull(ctx);
 
-    expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([['S01', 'merged'], ['S02', 'rejected'], ['S03', 'merged']]);
+    expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([
+      ['S01', 'merged'],
+      ['S02', 'rejected'],
+      ['S03', 'merged'],
+    ]);
     expect(report.exit_code).toBe(3);
     const rejected = report.tasks[1]!;
     expect(rejected.reason).toBe('the merged tree failed the test gate: verify_command exited with code 1');
@@ -109,7 +120,11 @@ describe('conflict forecast', () => {
     const { ctx, specs } = setup(repo);
     // S01 takes a while, so S02-S04 finish first and wait for it (dispatch order).
     await dispatch(ctx, { project: 'proj', spec: specFile(specs, '1.md', '# slow\nsleep 8\nwrite other.txt y\n'), node: 'l1' });
-    for (const [i, word] of [[2, 'TWO'], [3, 'deux'], [4, 'zwei']] as const) {
+    for (const [i, word] of [
+      [2, 'TWO'],
+      [3, 'deux'],
+      [4, 'zwei'],
+    ] as const) {
       await dispatch(ctx, { project: 'proj', spec: specFile(specs, `${i}.md`, `# line two as ${word}\nset shared.txt 2 ${word}\n`), node: 'l2' });
     }
     await dispatch(ctx, { project: 'proj', spec: specFile(specs, '5.md', '# unrelated\nwrite new.txt n\n'), node: 'l2' });
@@ -154,7 +169,11 @@ describe('conflict forecast', () => {
     const { ctx, specs } = setup(repo);
     const one = await dispatch(ctx, { project: 'proj', spec: specFile(specs, '1.md', '# one\nsleep 1\nFiles: api/pack.py, README.md\n'), node: 'l1' });
     expect(one.warnings).toEqual([]);
-    const two = await dispatch(ctx, { project: 'proj', spec: specFile(specs, '2.md', '# two\n\n## Files\n\n- `api/pack.py`\n- schemas/pack.py\n'), node: 'l2' });
+    const two = await dispatch(ctx, {
+      project: 'proj',
+      spec: specFile(specs, '2.md', '# two\n\n## Files\n\n- `api/pack.py`\n- schemas/pack.py\n'),
+      node: 'l2',
+    });
     expect(two.warnings).toEqual(['S01 (running on l1) was also given api/pack.py; the two may conflict when they merge']);
     expect(two.task_id).toBe('S02');
     const three = await dispatch(ctx, { project: 'proj', spec: specFile(specs, '3.md', '# three\nFiles: schemas/other.py\n') });
@@ -172,7 +191,11 @@ describe('resolution by an agent', () => {
     await dispatch(ctx, { project: 'proj', spec: specFile(specs, '2.md', '# second also edits line two\nset shared.txt 2 SECOND\n'), node: 'l2' });
     const report = await pull(ctx);
 
-    expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([['S01', 'merged'], ['S02', 'resolved'], ['S03', 'merged']]);
+    expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([
+      ['S01', 'merged'],
+      ['S02', 'resolved'],
+      ['S03', 'merged'],
+    ]);
     expect(report.tasks[1]).toMatchObject({ conflict_paths: ['shared.txt'], resolution_task: 'S03' });
     expect(report.tasks[2]).toMatchObject({ resolves: 'S02' });
     expect(report.exit_code).toBe(0);
@@ -220,7 +243,13 @@ describe('resolution by an agent', () => {
     const giveUpCtx = testContext(ctx.configDir);
     writeConfig(
       ctx.configDir,
-      { nodes: [{ name: 'l1', transport: 'local', agent: EDIT }, { name: 'l2', transport: 'local', agent: EDIT }], agents: { fixer: RESOLVE, quitter: ['node', join(AGENTS, 'resolve.mjs'), join(specs, 'give-up.md')] } },
+      {
+        nodes: [
+          { name: 'l1', transport: 'local', agent: EDIT },
+          { name: 'l2', transport: 'local', agent: EDIT },
+        ],
+        agents: { fixer: RESOLVE, quitter: ['node', join(AGENTS, 'resolve.mjs'), join(specs, 'give-up.md')] },
+      },
       { proj: { repo_local: repo.dir } },
     );
     const main = repo.head('main');
@@ -228,14 +257,25 @@ describe('resolution by an agent', () => {
     expect(quit).toMatchObject({ task_id: 'S03', resolves: 'S02' });
     await expect(resolve(giveUpCtx, { project: 'proj', task: 'S02', agent: 'fixer' })).rejects.toThrow(/already being resolved by S03/);
     const failed = await pull(giveUpCtx);
-    expect(failed.tasks[0]).toMatchObject({ task_id: 'S03', outcome: 'failed', reason: 'the agent left conflict markers in shared.txt', wip_branch: 'task/proj-S03-l1-wip' });
+    expect(failed.tasks[0]).toMatchObject({
+      task_id: 'S03',
+      outcome: 'failed',
+      reason: 'the agent left conflict markers in shared.txt',
+      wip_branch: 'task/proj-S03-l1-wip',
+    });
     expect(repo.head('main')).toBe(main);
 
     // A resolver that aborts the merge: its result lacks S02's work, so it is rejected, not taken as a resolution.
     specFile(specs, 'abort.md', 'abort-merge\n');
     writeConfig(
       ctx.configDir,
-      { nodes: [{ name: 'l1', transport: 'local', agent: EDIT }, { name: 'l2', transport: 'local', agent: EDIT }], agents: { fixer: RESOLVE, aborter: ['node', join(AGENTS, 'resolve.mjs'), join(specs, 'abort.md')] } },
+      {
+        nodes: [
+          { name: 'l1', transport: 'local', agent: EDIT },
+          { name: 'l2', transport: 'local', agent: EDIT },
+        ],
+        agents: { fixer: RESOLVE, aborter: ['node', join(AGENTS, 'resolve.mjs'), join(specs, 'abort.md')] },
+      },
       { proj: { repo_local: repo.dir } },
     );
     expect((await resolve(giveUpCtx, { project: 'proj', task: 'S02', agent: 'aborter' })).task_id).toBe('S04');
@@ -264,7 +304,10 @@ describe("the user's checkout", () => {
     await dispatch(ctx, { project: 'proj', spec: specFile(specs, '1.md', '# a\nwrite a.txt A\n'), node: 'l1' });
     await dispatch(ctx, { project: 'proj', spec: specFile(specs, '2.md', '# b\nwrite b.txt B\n'), node: 'l2' });
     const report = await pull(ctx);
-    expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([['S01', 'merged'], ['S02', 'waiting']]);
+    expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([
+      ['S01', 'merged'],
+      ['S02', 'waiting'],
+    ]);
     expect(report.tasks[1]!.reason).toContain(`uncommitted changes to b.txt in ${wt}`);
     expect(readFileSync(join(wt, 'a.txt'), 'utf8')).toBe('A\n');
     expect(readFileSync(join(wt, 'b.txt'), 'utf8')).toBe('my uncommitted b\n');

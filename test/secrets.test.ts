@@ -101,7 +101,9 @@ function bundleContents(bundle: string, from: GitRepo, branch: string): string {
   git('fetch', '-q', from.dir, 'refs/heads/main:refs/heads/base');
   const before = new Set(git('cat-file', '--batch-all-objects', '--batch-check=%(objectname)').split('\n'));
   git('fetch', '-q', '--no-tags', bundle, `refs/heads/${branch}:refs/heads/result`);
-  const added = git('cat-file', '--batch-all-objects', '--batch-check=%(objectname)').split('\n').filter((o) => o && !before.has(o));
+  const added = git('cat-file', '--batch-all-objects', '--batch-check=%(objectname)')
+    .split('\n')
+    .filter((o) => o && !before.has(o));
   const bodies = execFileSync('git', ['cat-file', '--batch'], { cwd: scratch, input: `${added.join('\n')}\n`, maxBuffer: 64 << 20 }).toString('latin1');
   return readFileSync(bundle).toString('latin1') + bodies + git('log', '-p', '--binary', 'result');
 }
@@ -219,7 +221,11 @@ describe('the controller checks again', () => {
   it('rejects a result whose node committed secrets anyway, naming path and rule but never the value', async () => {
     const w = setup(gitRepo());
     const base = w.repo.head('main');
-    await dispatch(w.ctx, { project: 'proj', spec: specFile(w.specs, 's.md', '# app\nwrite src/app.py print(1)\nleak aws .env\nleak github notes.txt\n'), node: 'l1' });
+    await dispatch(w.ctx, {
+      project: 'proj',
+      spec: specFile(w.specs, 's.md', '# app\nwrite src/app.py print(1)\nleak aws .env\nleak github notes.txt\n'),
+      node: 'l1',
+    });
     const dir = w.taskDir('S01');
     expect(await nodeFinished(dir)).toBe('done');
 

@@ -51,8 +51,13 @@ describe('stale tasks', () => {
     await new Promise((r) => setTimeout(r, 3500));
     const later = await pullBundles(ctx, { project: 'proj' });
     expect(later.tasks).toEqual([]);
-    expect((await status(ctx, { project: 'proj' })).map((r) => [r.task_id, r.state])).toEqual([['S01', 'retried'], ['S02', 'merged']]);
-    await expect(retry(ctx, { project: 'proj', task: 'S02' })).rejects.toThrow('task S02 is merged; only a stale, failed, timeout, rejected task can be retried');
+    expect((await status(ctx, { project: 'proj' })).map((r) => [r.task_id, r.state])).toEqual([
+      ['S01', 'retried'],
+      ['S02', 'merged'],
+    ]);
+    await expect(retry(ctx, { project: 'proj', task: 'S02' })).rejects.toThrow(
+      'task S02 is merged; only a stale, failed, timeout, rejected task can be retried',
+    );
   });
 
   it('a stale task whose node answers again goes on as before', async () => {

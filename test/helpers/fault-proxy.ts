@@ -88,9 +88,13 @@ export async function startFaultProxy(target: { host: string; port: number }): P
 
 function faultsOf(plan: FaultPlan): Fault[] {
   const faults: Fault[] = [];
-  for (const [kind, spec] of [['cut', plan.cutAfterBytes], ['stall', plan.stallAfterBytes]] as const) {
+  for (const [kind, spec] of [
+    ['cut', plan.cutAfterBytes],
+    ['stall', plan.stallAfterBytes],
+  ] as const) {
     if (!spec) continue;
-    if (spec.direction !== 'up' && spec.direction !== 'down') throw new Error(`fault proxy: ${kind} direction must be 'up' or 'down', got ${String(spec.direction)}`);
+    if (spec.direction !== 'up' && spec.direction !== 'down')
+      throw new Error(`fault proxy: ${kind} direction must be 'up' or 'down', got ${String(spec.direction)}`);
     if (!Number.isSafeInteger(spec.bytes) || spec.bytes < 0) throw new Error(`fault proxy: ${kind} bytes must be a non-negative integer, got ${spec.bytes}`);
     faults.push({ kind, direction: spec.direction, bytes: spec.bytes });
   }

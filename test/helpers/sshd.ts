@@ -163,7 +163,16 @@ export async function startSshNodes(specs: readonly NodeSpec[], userPrefix: stri
     knownLines.push(`[127.0.0.1]:${port} ${hostKeyPub}`);
     const alias = `${spec.name}-alias`;
     configBlocks.push(
-      [`Host ${alias}`, '  HostName 127.0.0.1', `  Port ${port}`, `  User ${user}`, `  IdentityFile ${clientKey}`, `  UserKnownHostsFile ${knownHosts}`, '  IdentitiesOnly yes', ''].join('\n'),
+      [
+        `Host ${alias}`,
+        '  HostName 127.0.0.1',
+        `  Port ${port}`,
+        `  User ${user}`,
+        `  IdentityFile ${clientKey}`,
+        `  UserKnownHostsFile ${knownHosts}`,
+        '  IdentitiesOnly yes',
+        '',
+      ].join('\n'),
     );
     nodes.push({ name: spec.name, user, uid, home, port, alias, hostKeyPub });
   }

@@ -101,7 +101,13 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           .option('any-order', { type: 'boolean', default: false, describe: 'merge each task once collected, not strictly in dispatch order' }),
       async (a) => {
         const { pullBundles } = await import('./commands/pull.js');
-        const r = await pullBundles(context(a as unknown as Global), { project: a.project, wait: a.wait, interval: a.interval, timeout: a.timeout, anyOrder: a.anyOrder });
+        const r = await pullBundles(context(a as unknown as Global), {
+          project: a.project,
+          wait: a.wait,
+          interval: a.interval,
+          timeout: a.timeout,
+          anyOrder: a.anyOrder,
+        });
         print(a.json ? JSON.stringify(r, null, 2) : renderRunSummary(c, r));
         exitCode = r.exit_code;
       },
@@ -143,7 +149,9 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       async (a) => {
         const { retry } = await import('./commands/retry.js');
         const r = await retry(context(a as unknown as Global), { project: a.project, task: a.task, node: a.node });
-        print(a.json ? JSON.stringify(r, null, 2) : `dispatched ${c.bold(r.task_id)} to ${c.bold(r.node)} on branch ${c.cyan(r.branch)} (retry of ${r.retry_of})`);
+        print(
+          a.json ? JSON.stringify(r, null, 2) : `dispatched ${c.bold(r.task_id)} to ${c.bold(r.node)} on branch ${c.cyan(r.branch)} (retry of ${r.retry_of})`,
+        );
       },
     )
     .command(

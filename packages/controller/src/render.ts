@@ -1,8 +1,9 @@
-import chalk, { type ChalkInstance } from 'chalk';
+import type { ChalkInstance } from 'chalk';
 import type { ProgressEvent } from './context.js';
+import { ATTENTION_STATES } from './lifecycle/states.js';
 import type { RunReport } from './report/report.js';
-import type { ConflictsResult } from './commands/conflicts.js';
-import type { StatusRow } from './commands/status.js';
+import type { ConflictsResult } from './queue/forecast.js';
+import type { StatusRow } from './report/status-row.js';
 
 /** Turns events and results into terminal text. Nothing here decides anything. */
 export function renderEvent(c: ChalkInstance, e: ProgressEvent): string {
@@ -12,7 +13,9 @@ export function renderEvent(c: ChalkInstance, e: ProgressEvent): string {
 
 export function table(rows: readonly string[][]): string {
   const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, [...cell].length)));
+  for (const row of rows) {
+    for (const [i, cell] of row.entries()) widths[i] = Math.max(widths[i] ?? 0, [...cell].length);
+  }
   return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');
 }
 
@@ -21,10 +24,18 @@ const time = (iso: string | null | undefined) => (iso ? iso.replace('T', ' ').sl
 export function renderStatus(c: ChalkInstance, rows: readonly StatusRow[]): string {
   if (rows.length === 0) return 'no tasks yet';
   const colour = (s: string) =>
-    s === 'merged' || s === 'resolved' ? c.green(s) : ['conflicted', 'failed', 'timeout', 'rejected'].includes(s) ? c.red(s) : s === 'empty' ? c.dim(s) : c.cyan(s);
+    s === 'merged' || s === 'resolved' ? c.green(s) : (ATTENTION_STATES as readonly string[]).includes(s) ? c.red(s) : s === 'empty' ? c.dim(s) : c.cyan(s);
   return table([
     ['TASK', 'NODE', 'STATE', 'BRANCH', 'DISPATCHED', 'FINISHED', 'MERGED'].map((h) => c.bold(h)),
-    ...rows.map((r) => [r.task_id, r.node, colour(r.state === 'dispatched' && r.node_state ? `${r.state}:${r.node_state}` : r.state), r.branch, time(r.dispatched_at), time(r.finished_at), time(r.merged_at)]),
+    ...rows.map((r) => [
+      r.task_id,
+      r.node,
+      colour(r.state === 'dispatched' && r.node_state ? `${r.state}:${r.node_state}` : r.state),
+      r.branch,
+      time(r.dispatched_at),
+      time(r.finished_at),
+      time(r.merged_at),
+    ]),
   ]);
 }
 
@@ -65,7 +76,12 @@ export function renderForecast(c: ChalkInstance, r: ConflictsResult): string {
   for (const m of r.with_main) lines.push(`${c.red('conflicts with main')}  ${m.task_id}: ${m.paths.join(', ')}`);
   for (const p of r.pairs) lines.push(`${c.yellow('conflict pair      ')}  ${p.a} × ${p.b}: ${p.paths.join(', ')}`);
   if (r.tasks.length > 0 && r.with_main.length + r.pairs.length === 0) lines.push(c.green(`${r.tasks.length} task(s) merge cleanly, in any order`));
-  for (const k of r.conflicted) lines.push(c.dim(`already conflicted   ${k.task_id}: ${k.paths.join(', ')}${k.resolved_by ? ` (resolution: ${k.resolved_by})` : ''}`));
-  lines.push(c.dim(`${r.tasks.length} collected task(s) against ${r.main_branch} ${r.main.slice(0, 12)}; ${r.pairs_checked} of ${r.pairs_total} pairs overlapped and were test-merged`));
+  for (const k of r.conflicted)
+    lines.push(c.dim(`already conflicted   ${k.task_id}: ${k.paths.join(', ')}${k.resolved_by ? ` (resolution: ${k.resolved_by})` : ''}`));
+  lines.push(
+    c.dim(
+      `${r.tasks.length} collected task(s) against ${r.main_branch} ${r.main.slice(0, 12)}; ${r.pairs_checked} of ${r.pairs_total} pairs overlapped and were test-merged`,
+    ),
+  );
   return lines.join('\n');
 }

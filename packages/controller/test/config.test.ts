@@ -105,9 +105,7 @@ describe("the seed's own example files", () => {
     const config = await load(configDir(SEED_NODES_JSON, SEED_PROJECTS_JSON));
     expect(getProject(config, 'claw-nation').repo_local).toBe('/home/alice/Downloads/claw-nation');
     expect(() => getProject(config, 'gem')).toThrow(UsageError);
-    expect(() => getProject(config, 'gem')).toThrow(
-      `unknown project "gem" (projects in ${config.projectsFile}: gem-platform, claw-nation)`,
-    );
+    expect(() => getProject(config, 'gem')).toThrow(`unknown project "gem" (projects in ${config.projectsFile}: gem-platform, claw-nation)`);
     expect(() => getNode(config, 'gpu-1')).toThrow(`unknown node "gpu-1" (nodes in ${config.nodesFile}: none)`);
   });
 });
@@ -165,7 +163,7 @@ describe('a full nodes.json', () => {
     expect(config.warnings).toEqual([]);
   });
 
-  it('picks the agent: the project\'s, else the node\'s (by profile name), else claude', async () => {
+  it("picks the agent: the project's, else the node's (by profile name), else claude", async () => {
     const config = await load(configDir(nodes, projects));
     const [gpu, local, cpu] = config.nodes as [(typeof config.nodes)[0], (typeof config.nodes)[0], (typeof config.nodes)[0]];
     const proj = getProject(config, 'proj');
@@ -190,7 +188,17 @@ describe('bad config names the file and the field', () => {
     ['a node without a name', { nodes: [{ host: 'h' }] }, 'nodes[0].name', /./],
     ['a port as a string', { nodes: [{ name: 'a', host: 'h', port: '22' }] }, 'nodes[0].port', /number/],
     ['a port out of range', { nodes: [{ name: 'a', host: 'h', port: 70000 }] }, 'nodes[0].port', /./],
-    ['a zero max_parallel', { nodes: [{ name: 'a', host: 'h' }, { name: 'b', host: 'h', max_parallel: 0 }] }, 'nodes[1].max_parallel', /./],
+    [
+      'a zero max_parallel',
+      {
+        nodes: [
+          { name: 'a', host: 'h' },
+          { name: 'b', host: 'h', max_parallel: 0 },
+        ],
+      },
+      'nodes[1].max_parallel',
+      /./,
+    ],
     ['a path-like node name', { nodes: [{ name: '../../x', host: 'h' }] }, 'nodes[0].name', /letters, digits/],
     ['a node name with a substitution', { nodes: [{ name: '$(id)', host: 'h' }] }, 'nodes[0].name', /letters, digits/],
     ['an unknown transport', { nodes: [{ name: 'a', transport: 'telnet', host: 'h' }] }, 'nodes[0].transport', /./],
@@ -200,7 +208,18 @@ describe('bad config names the file and the field', () => {
     ['a bad branch prefix', { nodes: [], git_config: { branch_prefix: 'task' } }, 'git_config.branch_prefix', /ending in "\/"/],
     ['an unknown sync mode', { nodes: [], git_config: { default_sync_mode: 'rsync' } }, 'git_config.default_sync_mode', /./],
     ['an agent profile that is not a list', { nodes: [], agents: { fast: 'fast-agent {spec}' } }, 'agents.fast', /./],
-    ['a duplicate node name', { nodes: [{ name: 'a', host: 'h' }, { name: 'b', host: 'h' }, { name: 'a', host: 'h2' }] }, 'nodes[2].name', /node "a" is defined twice/],
+    [
+      'a duplicate node name',
+      {
+        nodes: [
+          { name: 'a', host: 'h' },
+          { name: 'b', host: 'h' },
+          { name: 'a', host: 'h2' },
+        ],
+      },
+      'nodes[2].name',
+      /node "a" is defined twice/,
+    ],
     ['an ssh node without a host', { nodes: [{ name: 'a' }] }, 'nodes[0].host', /is required for an ssh node/],
   ];
   for (const [what, nodes, field, reason] of nodesCases) {

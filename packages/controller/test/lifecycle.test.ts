@@ -78,7 +78,7 @@ describe('the transition table', () => {
 });
 
 describe('what a node answer means', () => {
-  it('a missing answer or task dir is a lost task, with the node\'s reason when it gave one', () => {
+  it("a missing answer or task dir is a lost task, with the node's reason when it gave one", () => {
     expect(readAnswer(undefined)).toEqual({ kind: 'lost', reason: 'the task directory is missing on the node' });
     const gone: TaskReport = { task_id: 'S01', exists: false, status: null, result: null, error: 'no such task' };
     expect(readAnswer(gone)).toEqual({ kind: 'lost', reason: 'no such task' });
@@ -101,7 +101,10 @@ describe('what a node answer means', () => {
     const done = readAnswer({ task_id: 'S01', exists: true, status: status('done', { finished_at: at }), result: result() });
     if (done.kind !== 'finished') throw new Error('expected finished');
     const collected = { kind: 'collected' as const, head: 'b'.repeat(40), commits: 1, paths: ['x.py'], branch: 'task/p-S01-gpu-1', wip: false };
-    expect(finishStep(task, done, collected, 'now')).toMatchObject({ to: 'collected', fields: { result_head: 'b'.repeat(40), result_commits: 1, changed_paths: '["x.py"]', finished_at: at, collected_at: 'now' } });
+    expect(finishStep(task, done, collected, 'now')).toMatchObject({
+      to: 'collected',
+      fields: { result_head: 'b'.repeat(40), result_commits: 1, changed_paths: '["x.py"]', finished_at: at, collected_at: 'now' },
+    });
     expect(finishStep(task, done, { kind: 'rejected', reason: 'bad' }, 'now')).toMatchObject({ to: 'rejected', fields: { error: 'bad', finished_at: at } });
     expect(finishStep(task, { ...done, nodeState: 'empty' }, undefined, 'now')).toMatchObject({ to: 'empty' });
 
@@ -146,12 +149,23 @@ describe('staleness, merge order and exit codes', () => {
 });
 
 describe('a state change in the store', () => {
-  const newTask = { project: 'p', task_id: 'S01', node: 'n1', branch: 'task/p-S01-n1', base_ref: 'refs/heads/main', base_commit: 'a'.repeat(40), spec_title: 't', spec_sha256: 'f'.repeat(64) };
+  const newTask = {
+    project: 'p',
+    task_id: 'S01',
+    node: 'n1',
+    branch: 'task/p-S01-n1',
+    base_ref: 'refs/heads/main',
+    base_commit: 'a'.repeat(40),
+    spec_title: 't',
+    spec_sha256: 'f'.repeat(64),
+  };
 
   it('is written with its event in one transaction, and a move the table forbids writes nothing', () => {
     const store = new Store(join(tempDir('gsync-life-'), 'gsync.db'));
     store.insertTask(newTask);
-    expect(() => store.moveTask('p', 'S01', 'merged', { merge_commit: 'c'.repeat(40) }, { kind: 'merged', message: 'm' }, canTransition)).toThrow(/cannot go from dispatching to merged/);
+    expect(() => store.moveTask('p', 'S01', 'merged', { merge_commit: 'c'.repeat(40) }, { kind: 'merged', message: 'm' }, canTransition)).toThrow(
+      /cannot go from dispatching to merged/,
+    );
     expect(store.getTask('p', 'S01')).toMatchObject({ state: 'dispatching', merge_commit: null });
     expect(store.events('p')).toEqual([]);
     const row = store.moveTask('p', 'S01', 'dispatched', { node_state: 'running' }, { node: 'n1', kind: 'dispatched', message: 'sent' }, canTransition);

@@ -8,9 +8,20 @@ import { outputTail, testGateEnv } from '@gsync/controller';
 import type { TaskRow } from '@gsync/controller';
 
 describe('overlappingPairs', () => {
-  it('pairs tasks that share a path or where one uses the other\'s file as a directory', () => {
-    const tasks = [{ paths: ['a.txt', 'src/x.ts'] }, { paths: ['b.txt'] }, { paths: ['src/x.ts'] }, { paths: ['lib'] }, { paths: ['lib/deep/y.ts'] }, { paths: ['a.txt'] }];
-    expect(overlappingPairs(tasks)).toEqual([[0, 2], [0, 5], [3, 4]]);
+  it("pairs tasks that share a path or where one uses the other's file as a directory", () => {
+    const tasks = [
+      { paths: ['a.txt', 'src/x.ts'] },
+      { paths: ['b.txt'] },
+      { paths: ['src/x.ts'] },
+      { paths: ['lib'] },
+      { paths: ['lib/deep/y.ts'] },
+      { paths: ['a.txt'] },
+    ];
+    expect(overlappingPairs(tasks)).toEqual([
+      [0, 2],
+      [0, 5],
+      [3, 4],
+    ]);
   });
 
   it('is never missing a pair that shares a path, and never pairs disjoint tasks (property)', () => {
@@ -49,9 +60,20 @@ describe('conflict markers', () => {
 });
 
 describe('testGateEnv', () => {
-  it('hands the test command the user\'s environment without git redirections, agents or credentials', () => {
+  it("hands the test command the user's environment without git redirections, agents or credentials", () => {
     const env = testGateEnv(
-      { PATH: '/bin', HOME: '/h', LANG: 'C', GIT_DIR: '/x', SSH_AUTH_SOCK: '/s', AWS_SECRET_ACCESS_KEY: 'k', GITHUB_TOKEN: 't', MY_API_KEY: 'k', DB_PASSWORD: 'p', NODE_OPTIONS: '--x' },
+      {
+        PATH: '/bin',
+        HOME: '/h',
+        LANG: 'C',
+        GIT_DIR: '/x',
+        SSH_AUTH_SOCK: '/s',
+        AWS_SECRET_ACCESS_KEY: 'k',
+        GITHUB_TOKEN: 't',
+        MY_API_KEY: 'k',
+        DB_PASSWORD: 'p',
+        NODE_OPTIONS: '--x',
+      },
       'c'.repeat(40),
     );
     expect(env).toEqual({ PATH: '/bin', HOME: '/h', LANG: 'C', NODE_OPTIONS: '--x', GSYNC_VERIFY_COMMIT: 'c'.repeat(40) });
@@ -67,7 +89,16 @@ describe('outputTail', () => {
 });
 
 describe('resolutionSpec', () => {
-  const row = (id: string, spec: string, extra: Partial<TaskRow> = {}) => ({ task_id: id, node: 'n1', branch: `task/p-${id}-n1`, spec_title: spec.split('\n')[0], spec_text: spec, merge_commit: 'c'.repeat(40), ...extra }) as TaskRow;
+  const row = (id: string, spec: string, extra: Partial<TaskRow> = {}) =>
+    ({
+      task_id: id,
+      node: 'n1',
+      branch: `task/p-${id}-n1`,
+      spec_title: spec.split('\n')[0],
+      spec_text: spec,
+      merge_commit: 'c'.repeat(40),
+      ...extra,
+    }) as TaskRow;
   it('holds both intents, the paths, the hunks, and a fence no spec can close', () => {
     const sneaky = '# B\nset f.txt 2 B\n````\n# not a heading of the resolution spec\n';
     const picture: ConflictPicture = {

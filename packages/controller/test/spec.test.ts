@@ -91,9 +91,7 @@ describe('readSpec', () => {
 
   it('refuses a spec one byte over the limit, and a huge one', async () => {
     const over = specFile('over.md', sized(MAX_SPEC_BYTES + 1));
-    expect((await refusal(over, WITH_FILE)).message).toBe(
-      `spec ${over}: ${MAX_SPEC_BYTES + 1} bytes; a spec may be at most ${MAX_SPEC_BYTES} bytes`,
-    );
+    expect((await refusal(over, WITH_FILE)).message).toBe(`spec ${over}: ${MAX_SPEC_BYTES + 1} bytes; a spec may be at most ${MAX_SPEC_BYTES} bytes`);
     const huge = specFile('huge.md', sized(20 * 1024 * 1024));
     expect((await refusal(huge, WITH_FILE)).message).toMatch(/: 20971520 bytes; a spec may be at most/);
   });

@@ -16,7 +16,10 @@ const BASE = 'a'.repeat(40);
 /** A clock that starts at a fixed time and moves one second per reading. */
 function clock(start = Date.UTC(2025, 0, 2, 3, 4, 5)) {
   let t = start;
-  return () => new Date((t += 1000) - 1000);
+  return () => {
+    t += 1000;
+    return new Date(t - 1000);
+  };
 }
 
 function openStore(file: string, now = clock()): Store {
@@ -89,7 +92,14 @@ describe('Store on a real SQLite file', () => {
     const first = openStore(file);
     const version = first.db.pragma('user_version', { simple: true }) as number;
     first.insertTask(newTask('proj', 'S01'));
-    first.moveTask('proj', 'S01', 'dispatched', { dispatched_at: '2025-01-02T03:05:00.000Z' }, { node: 'n1', kind: 'dispatched', message: 'sent to n1', data: { bytes: 123 } }, canTransition);
+    first.moveTask(
+      'proj',
+      'S01',
+      'dispatched',
+      { dispatched_at: '2025-01-02T03:05:00.000Z' },
+      { node: 'n1', kind: 'dispatched', message: 'sent to n1', data: { bytes: 123 } },
+      canTransition,
+    );
     first.close();
     expect(userVersion(file)).toBe(version);
 
@@ -170,12 +180,12 @@ describe('tasks', () => {
     const store = openStore(join(tempDir('gsync-store-'), 'gsync.db'));
     store.insertTask(newTask('proj', 'S01'));
     store.insertTask(newTask('proj', 'S02'));
-    store.updateTask('proj', 'S01', { conflict_paths: JSON.stringify(['a.txt']), error: "it's \"quoted\"; DROP TABLE tasks" });
+    store.updateTask('proj', 'S01', { conflict_paths: JSON.stringify(['a.txt']), error: 'it\'s "quoted"; DROP TABLE tasks' });
     store.updateTask('proj', 'S01', {});
     expect(store.getTask('proj', 'S01')).toMatchObject({
       state: 'dispatching',
       conflict_paths: '["a.txt"]',
-      error: "it's \"quoted\"; DROP TABLE tasks",
+      error: 'it\'s "quoted"; DROP TABLE tasks',
       branch: 'task/proj-S01-n1',
     });
     expect(store.getTask('proj', 'S02')).toMatchObject({ state: 'dispatching', conflict_paths: null, error: null });

@@ -32,7 +32,11 @@ export const MAX_TITLE_CHARS = 72;
 
 /** The first non-empty line of a spec, without markdown heading marks, cut to 72 characters. */
 export function specTitle(spec: string): string {
-  const line = spec.split(/\r?\n/).map((l) => l.replace(/^#+\s*/, '').trim()).find((l) => l !== '') ?? '';
+  const line =
+    spec
+      .split(/\r?\n/)
+      .map((l) => l.replace(/^#+\s*/, '').trim())
+      .find((l) => l !== '') ?? '';
   // Every control character (C0, DEL, C1) and the Unicode line/paragraph separators: one plain line.
   const clean = line.replace(/[\p{Cc}\u2028\u2029]/gu, ' ').trim();
   return [...clean].length > MAX_TITLE_CHARS ? `${[...clean].slice(0, MAX_TITLE_CHARS - 1).join('')}…` : clean;

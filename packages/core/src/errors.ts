@@ -33,7 +33,11 @@ export class GitError extends GsyncError {
   readonly exitCode: number | undefined;
   readonly stderr: string;
   constructor(args: readonly string[], exitCode: number | undefined, stderr: string, options: { cause?: unknown } = {}) {
-    const firstLine = stderr.trim().split('\n').find((l) => l.trim() !== '') ?? `exit code ${exitCode}`;
+    const firstLine =
+      stderr
+        .trim()
+        .split('\n')
+        .find((l) => l.trim() !== '') ?? `exit code ${exitCode}`;
     super(`git ${args.slice(0, 2).join(' ')} failed: ${firstLine}`, options);
     this.args = args;
     this.exitCode = exitCode;
@@ -45,12 +49,7 @@ export class GitError extends GsyncError {
 export class SshError extends GsyncError {
   readonly node: string;
   readonly kind: 'connect' | 'auth' | 'hostkey' | 'remote' | 'transfer';
-  constructor(
-    node: string,
-    kind: SshError['kind'],
-    message: string,
-    options: { hint?: string; cause?: unknown } = {},
-  ) {
+  constructor(node: string, kind: SshError['kind'], message: string, options: { hint?: string; cause?: unknown } = {}) {
     super(`node ${node}: ${message}`, options);
     this.node = node;
     this.kind = kind;

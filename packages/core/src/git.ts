@@ -210,13 +210,7 @@ export function parseMergeTree(stdout: string, clean: boolean): MergeTreeResult 
   return { clean, tree, conflicts: [...new Set(conflicts)], messages };
 }
 
-export async function commitTree(
-  cwd: string,
-  tree: string,
-  parents: readonly string[],
-  message: string,
-  env?: Record<string, string>,
-): Promise<string> {
+export async function commitTree(cwd: string, tree: string, parents: readonly string[], message: string, env?: Record<string, string>): Promise<string> {
   const args = ['commit-tree', tree, ...parents.flatMap((p) => ['-p', p])];
   return (await git(cwd, args, { input: message, env })).stdout.trim();
 }

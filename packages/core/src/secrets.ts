@@ -95,7 +95,8 @@ export const DEFAULT_CONTENT_RULES: readonly ContentRule[] = [
   {
     name: 'AWS secret key',
     // The value must hold a digit, "/" or "+": a 40-letter identifier is a name, not a key.
-    pattern: /(?:aws_?secret_?(?:access_?)?key|secret_?access_?key)["']?[ \t]*(?::=|=>|[:=])[ \t]*["']?(?=[A-Za-z0-9/+]{0,39}[0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])/i,
+    pattern:
+      /(?:aws_?secret_?(?:access_?)?key|secret_?access_?key)["']?[ \t]*(?::=|=>|[:=])[ \t]*["']?(?=[A-Za-z0-9/+]{0,39}[0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])/i,
   },
   { name: 'GitHub token', pattern: /\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{82,})(?![A-Za-z0-9])/ },
   { name: 'GitLab token', pattern: /\bglpat-[A-Za-z0-9_-]{20,}/ },
@@ -298,7 +299,10 @@ export function compilePolicy(policy: SecretPolicy = {}, source = 'secret policy
 }
 
 function resolve(policy: SecretPolicy | CompiledSecretPolicy | undefined): CompiledSecretPolicy {
-  if (policy === undefined) return (defaultPolicy ??= compilePolicy());
+  if (policy === undefined) {
+    defaultPolicy ??= compilePolicy();
+    return defaultPolicy;
+  }
   let c = compiled.get(policy);
   if (c === undefined) {
     c = compilePolicy(policy as SecretPolicy);

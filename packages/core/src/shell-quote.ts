@@ -3,7 +3,25 @@
  * exec request, which the node's login shell parses. Every word is single-quoted,
  * so nothing in it ($, `, ;, newlines, quotes) is ever interpreted.
  */
-const RESERVED = new Set(['if', 'then', 'else', 'elif', 'fi', 'case', 'esac', 'for', 'while', 'until', 'do', 'done', 'in', 'function', 'select', 'time', 'coproc']);
+const RESERVED = new Set([
+  'if',
+  'then',
+  'else',
+  'elif',
+  'fi',
+  'case',
+  'esac',
+  'for',
+  'while',
+  'until',
+  'do',
+  'done',
+  'in',
+  'function',
+  'select',
+  'time',
+  'coproc',
+]);
 
 export function quoteWord(word: string): string {
   if (word.includes('\0')) throw new Error('an argument may not contain a NUL byte');

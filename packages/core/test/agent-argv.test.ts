@@ -53,7 +53,7 @@ describe('expandAgentArgv', () => {
   });
 
   it('passes shell metacharacters to the program byte for byte (no shell involved)', () => {
-    const spec = "$(touch /tmp/gsync-pwned) `id` ; rm -rf / && echo \"hi\" 'there' | cat > /dev/null\n* ~ ${HOME} \\ 项目 🔥";
+    const spec = '$(touch /tmp/gsync-pwned) `id` ; rm -rf / && echo "hi" \'there\' | cat > /dev/null\n* ~ ${HOME} \\ 项目 🔥';
     const specFile = "/tmp/dir with space/it's $(x).md";
     const argv = expandAgentArgv([...ECHO_ARGV, '{spec}', '--file={spec_file}'], { spec, specFile });
     expect(receivedArgv(argv)).toEqual([spec, `--file=${specFile}`]);

@@ -96,8 +96,12 @@ describe('parseMergeTree on real git merge-tree output', () => {
     const names = ['42', 'dir/with space.txt', 'line\nbreak.txt', 'ünï项目.txt'];
     const { repo, main, side } = diverged(
       Object.fromEntries(names.map((n) => [n, 'base\n'])),
-      (r) => names.forEach((n) => r.write(n, 'main\n')),
-      (r) => names.forEach((n) => r.write(n, 'side\n')),
+      (r) => {
+        for (const n of names) r.write(n, 'main\n');
+      },
+      (r) => {
+        for (const n of names) r.write(n, 'side\n');
+      },
     );
     const raw = rawMergeTree(repo, main, side);
     const result = parseMergeTree(raw.stdout, raw.clean);

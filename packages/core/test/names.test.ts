@@ -97,12 +97,7 @@ describe('taskBranch', () => {
   });
 
   it('keeps different tasks on different branches', () => {
-    const branches = new Set([
-      taskBranch('p', 'S01', 'n1'),
-      taskBranch('p', 'S02', 'n1'),
-      taskBranch('p', 'S01', 'n2'),
-      taskBranch('q', 'S01', 'n1'),
-    ]);
+    const branches = new Set([taskBranch('p', 'S01', 'n1'), taskBranch('p', 'S02', 'n1'), taskBranch('p', 'S01', 'n2'), taskBranch('q', 'S01', 'n1')]);
     expect(branches.size).toBe(4);
   });
 });

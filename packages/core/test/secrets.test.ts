@@ -238,7 +238,11 @@ describe('pathFinding', () => {
 /** One realistic fake secret per default rule, each preceded by two harmless lines. */
 const samples: [rule: string, path: string, content: string][] = [
   ['service account key', 'gcp.json', `{\n  "type": "service_account",\n  "private_key": "${beginKey('')}\\n${alnum(64)}\\n"\n}`],
-  ...['RSA', 'OPENSSH', 'EC', 'DSA', 'ENCRYPTED', ''].map((t): [string, string, string] => ['private key', `keys/${t || 'pkcs8'}.txt`, `# key\n\n${pemBlock(t)}`]),
+  ...['RSA', 'OPENSSH', 'EC', 'DSA', 'ENCRYPTED', ''].map((t): [string, string, string] => [
+    'private key',
+    `keys/${t || 'pkcs8'}.txt`,
+    `# key\n\n${pemBlock(t)}`,
+  ]),
   ['private key', 'keys/pgp.asc', `# key\n\n${['-----BEGIN', 'PGP PRIVATE KEY BLOCK-----'].join(' ')}\n${alnum(64)}\n`],
   ['AWS access key', 'config.ini', `[default]\nregion = eu-west-1\naws_access_key_id = ${awsKeyId}\n`],
   ['AWS access key', 'sts.json', `{\n  "x": 1,\n  "AccessKeyId": "${'ASIA' + 'Q2W3E4R5T6Y7U8I9'}"\n}`],
@@ -410,9 +414,7 @@ describe('scanFile', () => {
   });
 
   it('scans the content of a path that may travel, templates included', () => {
-    expect(scanFile('.env.example', text(`A=1\nAWS_ACCESS_KEY_ID=${awsKeyId}\n`))).toEqual([
-      { path: '.env.example', rule: 'AWS access key', line: 2 },
-    ]);
+    expect(scanFile('.env.example', text(`A=1\nAWS_ACCESS_KEY_ID=${awsKeyId}\n`))).toEqual([{ path: '.env.example', rule: 'AWS access key', line: 2 }]);
     expect(scanFile('.env.example', text('AWS_ACCESS_KEY_ID=\n'))).toEqual([]);
     expect(scanFile('src/a.ts', undefined)).toEqual([]);
   });

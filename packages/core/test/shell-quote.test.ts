@@ -63,11 +63,40 @@ describe('quoteWord', () => {
   });
 
   it('for arbitrary strings, /bin/sh gives back exactly the string', () => {
-    const pieces = fc.constantFrom("'", '"', '\\', '$', '`', '$(', ')', '${', '}', ';', '&', '|', '\n', '\r', '\t', ' ', '*', '?', '~', '!', '#', '%', '-', '项', '🔥', '\u00e9');
-    const word = fc.oneof(
-      fc.string({ unit: 'binary' }),
-      fc.array(fc.oneof(pieces, fc.string({ maxLength: 3 })), { maxLength: 12 }).map((parts) => parts.join('')),
-    ).map((s) => s.replaceAll('\0', ''));
+    const pieces = fc.constantFrom(
+      "'",
+      '"',
+      '\\',
+      '$',
+      '`',
+      '$(',
+      ')',
+      '${',
+      '}',
+      ';',
+      '&',
+      '|',
+      '\n',
+      '\r',
+      '\t',
+      ' ',
+      '*',
+      '?',
+      '~',
+      '!',
+      '#',
+      '%',
+      '-',
+      '项',
+      '🔥',
+      '\u00e9',
+    );
+    const word = fc
+      .oneof(
+        fc.string({ unit: 'binary' }),
+        fc.array(fc.oneof(pieces, fc.string({ maxLength: 3 })), { maxLength: 12 }).map((parts) => parts.join('')),
+      )
+      .map((s) => s.replaceAll('\0', ''));
     fc.assert(
       fc.property(word, (s) => {
         expect(shPrintf(quoteWord(s))).toBe(s);

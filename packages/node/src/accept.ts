@@ -107,7 +107,10 @@ export async function acceptTask(options: AcceptOptions): Promise<AcceptResult> 
   try {
     await unpack(options.input, incoming, options.maxBytes);
     await verify(incoming, options.project, options.taskId);
-    const exists = await stat(dir).then(() => true, () => false);
+    const exists = await stat(dir).then(
+      () => true,
+      () => false,
+    );
     if (exists) {
       if (await sameManifest(dir, incoming)) return { taskDir: dir, created: false };
       throw new ProtocolError(`task ${options.taskId} of ${options.project} already exists on this node with another manifest`);

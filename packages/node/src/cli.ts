@@ -73,7 +73,9 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
       } catch {
         gitVersion = null;
       }
-      const self = createHash('sha256').update(await readFile(io.self)).digest('hex');
+      const self = createHash('sha256')
+        .update(await readFile(io.self))
+        .digest('hex');
       out({ version: VERSION, protocol: PROTOCOL_VERSION, sha256: self, node: process.version, git: gitVersion });
       return 0;
     }

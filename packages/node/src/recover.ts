@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { open, rm, stat } from 'node:fs/promises';
+import { open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage, gitOps, isFinal, processAlive } from '@gsync/core';
 import type { TaskPaths } from './paths.js';
@@ -23,7 +23,7 @@ export async function recoverInterrupted(paths: TaskPaths, now: () => Date = () 
   // `accept --start` writes `received` just before it starts the run: give the run time to show up.
   if (status.state === 'received' && Date.now() - Date.parse(status.updated_at) < START_GRACE_MS) return;
   const lockFile = join(paths.dir, '.recover.lock');
-  let lock;
+  let lock: FileHandle | undefined;
   try {
     lock = await open(lockFile, 'wx');
   } catch {
@@ -39,7 +39,12 @@ export async function recoverInterrupted(paths: TaskPaths, now: () => Date = () 
     const manifest = await readManifest(paths);
     const where = status.state;
     if (where === 'received' || where === 'preparing' || !existsSync(join(paths.repo, '.git'))) {
-      await setState(paths.status, 'failed', { finished_at: now().toISOString(), error: `gsync-node stopped before the agent ran (while ${where}); dispatch the task again` }, now);
+      await setState(
+        paths.status,
+        'failed',
+        { finished_at: now().toISOString(), error: `gsync-node stopped before the agent ran (while ${where}); dispatch the task again` },
+        now,
+      );
       return;
     }
     const conflicted = (await gitOps.isMerging(paths.repo)) ? await gitOps.unmergedPaths(paths.repo) : [];
@@ -57,7 +62,12 @@ export async function recoverInterrupted(paths: TaskPaths, now: () => Date = () 
       now,
     );
   } catch (error) {
-    await setState(paths.status, 'failed', { finished_at: now().toISOString(), error: `recovery after an interrupted run failed: ${errorMessage(error)}` }, now);
+    await setState(
+      paths.status,
+      'failed',
+      { finished_at: now().toISOString(), error: `recovery after an interrupted run failed: ${errorMessage(error)}` },
+      now,
+    );
   } finally {
     await lock.close();
     await rm(lockFile, { force: true });

@@ -120,7 +120,10 @@ describe('gsync-node', () => {
   it('refuses a task stream with any other entry, and leaves no task dir behind', async () => {
     const repo = gitRepo();
     const workRoot = tempDir('gsync-work-');
-    const r = await node(['accept', '--work-root', workRoot, '--project', 'proj', '--task', 'S01'], taskTar(repo, 'X\n', [{ name: '../evil', data: Buffer.from('x') }]).tar);
+    const r = await node(
+      ['accept', '--work-root', workRoot, '--project', 'proj', '--task', 'S01'],
+      taskTar(repo, 'X\n', [{ name: '../evil', data: Buffer.from('x') }]).tar,
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/unexpected entry in the task stream: "\.\.\/evil"/);
     const root = tasksRoot(workRoot, 'proj');
@@ -144,4 +147,3 @@ describe('gsync-node', () => {
     expect(report).toMatchObject({ task_id: 'S09', exists: false, status: null, result: null });
   });
 });
-

@@ -49,7 +49,12 @@ async function receiveBundle({ project, node, task, result, transport, gitDir }:
     const header = await readBundleHeader(bundle).catch((error: unknown) => {
       throw new ProtocolError(`the result bundle is unreadable: ${errorMessage(error)}`);
     });
-    const problem = headerProblem(header, { ref: `refs/heads/${task.branch}`, head: result.head, base: task.base_commit, mergeHead: task.merge_head ?? undefined });
+    const problem = headerProblem(header, {
+      ref: `refs/heads/${task.branch}`,
+      head: result.head,
+      base: task.base_commit,
+      mergeHead: task.merge_head ?? undefined,
+    });
     if (problem) return { kind: 'rejected', reason: problem };
     const quarantine = await openQuarantine(gitDir, project.name);
     try {

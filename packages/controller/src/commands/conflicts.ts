@@ -1,20 +1,11 @@
 import { checkName, gitOps } from '@gsync/core';
 import { getProject } from '../config.js';
 import { withSession, type Context } from '../context.js';
-import { forecastConflicts, forecastTasks, type Forecast } from '../queue/forecast.js';
+import { forecastConflicts, forecastTasks, type ConflictsResult } from '../queue/forecast.js';
 import { checkRepo } from '../repo.js';
 
 export interface ConflictsOptions {
   project: string;
-}
-
-export interface ConflictsResult extends Forecast {
-  project: string;
-  main_branch: string;
-  /** The collected tasks the forecast looked at, in dispatch order. */
-  tasks: string[];
-  /** Tasks already known to conflict (from an earlier pull), with their paths. */
-  conflicted: { task_id: string; paths: string[]; resolved_by: string | null }[];
 }
 
 /**

@@ -28,7 +28,17 @@ export async function dispatch(ctx: Context, options: DispatchOptions): Promise<
     const again = recovered.find((t) => t.spec_sha256 === spec.sha256 && t.state === 'dispatched' && (taskId === undefined || t.task_id === taskId));
     if (again) {
       // The same dispatch was cut off after the node had the task: finish it rather than send it twice.
-      return { project: project.name, task_id: again.task_id, node: again.node, branch: again.branch, base_commit: again.base_commit, bundle_bytes: 0, tool_installed: false, warnings: [], recovered: true };
+      return {
+        project: project.name,
+        task_id: again.task_id,
+        node: again.node,
+        branch: again.branch,
+        base_commit: again.base_commit,
+        bundle_bytes: 0,
+        tool_installed: false,
+        warnings: [],
+        recovered: true,
+      };
     }
     return sendNewTask(session, { project, node, taskId, spec, agent });
   });

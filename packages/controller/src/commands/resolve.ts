@@ -21,6 +21,8 @@ export async function resolve(ctx: Context, options: ResolveCommandOptions): Pro
     const taskId = checkName('task id', options.task);
     const task = session.store.getTask(project.name, taskId);
     if (!task) throw new UsageError(`no task ${taskId} in project ${project.name}`, { hint: `gsync-ctl status --project ${project.name} lists them` });
-    return withProjectLock(session.store, project.name, ctx.pid, () => dispatchResolution(session, project, task, { node: options.node, agent: options.agent }));
+    return withProjectLock(session.store, project.name, ctx.pid, () =>
+      dispatchResolution(session, project, task, { node: options.node, agent: options.agent }),
+    );
   });
 }

@@ -31,14 +31,19 @@ export async function retry(ctx: Context, options: RetryOptions): Promise<Dispat
         hint: old.state === 'conflicted' ? `a conflict is resolved with gsync-ctl resolve --project ${project.name} --task ${old.task_id}` : undefined,
       });
     }
-    const retried = (as: { task_id: string; node: string }) => ({ level: 'info' as const, kind: 'retried', message: `${old.task_id} sent again as ${as.task_id} to ${as.node}` });
+    const retried = (as: { task_id: string; node: string }) => ({
+      level: 'info' as const,
+      kind: 'retried',
+      message: `${old.task_id} sent again as ${as.task_id} to ${as.node}`,
+    });
     const earlier = store.listTasks(project.name).find((t) => t.retry_of === old.task_id);
     if (earlier) {
       // An earlier retry got as far as sending (then stopped): finish it instead of sending twice.
       transition(session, old, 'retried', { error: `retried as ${earlier.task_id} on ${earlier.node}` }, retried(earlier));
       throw new UsageError(`task ${old.task_id} was already sent again as ${earlier.task_id} (${earlier.state} on ${earlier.node})`);
     }
-    if (old.spec_text === null) throw new UsageError(`task ${old.task_id} was dispatched by an older gsync-ctl that did not keep its spec; dispatch it again by hand`);
+    if (old.spec_text === null)
+      throw new UsageError(`task ${old.task_id} was dispatched by an older gsync-ctl that did not keep its spec; dispatch it again by hand`);
     const others = { ...config, nodes: config.nodes.filter((n) => n.name !== old.node) };
     const node = options.node ? getNode(config, options.node) : others.nodes.length > 0 ? pickNode(others, store) : getNode(config, old.node);
     return withProjectLock(store, project.name, ctx.pid, async () => {

@@ -28,24 +28,51 @@ export async function recoverDispatching(session: Session, project: ProjectConfi
       // gsync-node is installed before a task is sent: a dispatch cut before that left nothing on the node.
       const reports = await withNode(session.connect, node, async (t) => {
         await ensureNodeTool(t, node, tool);
-        return reportTasks(t, node, project.name, tasks.map((x) => x.task_id));
+        return reportTasks(
+          t,
+          node,
+          project.name,
+          tasks.map((x) => x.task_id),
+        );
       });
       for (const task of tasks) {
         const report = reports.find((r) => r.task_id === task.task_id);
         if (report?.exists) {
-          transition(session, task, 'dispatched', { dispatched_at: task.dispatched_at ?? store.timestamp(), dispatch_pid: null, node_state: report.status?.state ?? null, last_seen_at: store.timestamp() }, {
-            level: 'warn',
-            kind: 'dispatch_recovered',
-            message: `${task.task_id}: an interrupted dispatch had reached ${nodeName}; it counts as dispatched`,
-          });
+          transition(
+            session,
+            task,
+            'dispatched',
+            {
+              dispatched_at: task.dispatched_at ?? store.timestamp(),
+              dispatch_pid: null,
+              node_state: report.status?.state ?? null,
+              last_seen_at: store.timestamp(),
+            },
+            {
+              level: 'warn',
+              kind: 'dispatch_recovered',
+              message: `${task.task_id}: an interrupted dispatch had reached ${nodeName}; it counts as dispatched`,
+            },
+          );
         } else {
           store.deleteTask(project.name, task.task_id);
-          session.log({ ...at, task_id: task.task_id, level: 'warn', kind: 'dispatch_abandoned', message: `${task.task_id}: an interrupted dispatch never reached ${nodeName}; its id is free again` });
+          session.log({
+            ...at,
+            task_id: task.task_id,
+            level: 'warn',
+            kind: 'dispatch_abandoned',
+            message: `${task.task_id}: an interrupted dispatch never reached ${nodeName}; its id is free again`,
+          });
         }
         settled.push(store.getTask(project.name, task.task_id) ?? { ...task, state: 'dispatching' });
       }
     } catch (error) {
-      session.log({ ...at, level: 'warn', kind: 'node_unreachable', message: `could not settle interrupted dispatches on ${nodeName}: ${errorMessage(error)}` });
+      session.log({
+        ...at,
+        level: 'warn',
+        kind: 'node_unreachable',
+        message: `could not settle interrupted dispatches on ${nodeName}: ${errorMessage(error)}`,
+      });
     }
   }
   return settled;

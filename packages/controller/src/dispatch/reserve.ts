@@ -26,7 +26,13 @@ function taken(taskId: string, project: string, row: TaskRow | undefined): Usage
  * next free one when none is given). The row is the reservation: two controllers
  * dispatching at once get different ids.
  */
-export function reserveTask(session: Session, project: ProjectConfig, node: NodeConfig, wanted: string | undefined, fields: ReservedFields): { taskId: string; branch: string } {
+export function reserveTask(
+  session: Session,
+  project: ProjectConfig,
+  node: NodeConfig,
+  wanted: string | undefined,
+  fields: ReservedFields,
+): { taskId: string; branch: string } {
   const { config, store } = session;
   for (let attempt = 0; ; attempt++) {
     const taskId = wanted ?? nextTaskId(store.taskIds(project.name));

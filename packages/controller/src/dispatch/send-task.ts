@@ -1,5 +1,5 @@
 import { FILES, PROTOCOL_VERSION, SshError, errorMessage, failpoint, type TaskManifest } from '@gsync/core';
-import { carrierFor } from '../carrier/carrier.js';
+import { carrierFor, type CodeParcel } from '../carrier/carrier.js';
 import { secretPolicy, type NodeConfig, type ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
 import { transition } from '../lifecycle/transition.js';
@@ -73,7 +73,7 @@ export async function sendNewTask(session: Session, req: TaskToSend): Promise<Di
   failpoint('dispatch:after-reserve');
 
   const merge = req.resolves ? { ref: req.resolves.ref, commit: req.resolves.commit } : undefined;
-  let parcel;
+  let parcel: CodeParcel;
   try {
     parcel = await carrier.send({ project, base, merge });
   } catch (error) {
@@ -105,7 +105,12 @@ export async function sendNewTask(session: Session, req: TaskToSend): Promise<Di
     try {
       const retrying = (error: unknown, attempt: number, delayMs: number) => {
         reached ||= mayHaveArrived(error);
-        session.log({ ...at, level: 'warn', kind: 'transfer_retry', message: `${node.name}: ${errorMessage(error)}; sending ${taskId} again in ${delayMs / 1000} s (${attempt}/${config.transferRetries})` });
+        session.log({
+          ...at,
+          level: 'warn',
+          kind: 'transfer_retry',
+          message: `${node.name}: ${errorMessage(error)}; sending ${taskId} again in ${delayMs / 1000} s (${attempt}/${config.transferRetries})`,
+        });
       };
       // The same manifest each time: a node that already has the task from a lost answer says so instead of refusing.
       const { installed, answer } = await withNodeRetrying(session.connect, node, config.transferRetries, retrying, async (t) => {
@@ -119,12 +124,18 @@ export async function sendNewTask(session: Session, req: TaskToSend): Promise<Di
         return { installed, answer };
       });
       failpoint('dispatch:after-send');
-      transition(session, at, 'dispatched', { dispatched_at: store.timestamp(), node_state: answer.start?.state ?? 'received', dispatch_pid: null, last_seen_at: store.timestamp() }, {
-        level: 'info',
-        kind: 'dispatched',
-        message: `dispatched ${taskId} to ${node.name} on ${branch} (base ${base.commit.slice(0, 12)}, ${parcel.bytes} bytes)${req.resolves ? `, resolving ${req.resolves.task.task_id}` : ''}`,
-        data: { base: base.commit, bundle: manifest.bundle, pid: answer.start?.pid, resolves: req.resolves?.task.task_id, files },
-      });
+      transition(
+        session,
+        at,
+        'dispatched',
+        { dispatched_at: store.timestamp(), node_state: answer.start?.state ?? 'received', dispatch_pid: null, last_seen_at: store.timestamp() },
+        {
+          level: 'info',
+          kind: 'dispatched',
+          message: `dispatched ${taskId} to ${node.name} on ${branch} (base ${base.commit.slice(0, 12)}, ${parcel.bytes} bytes)${req.resolves ? `, resolving ${req.resolves.task.task_id}` : ''}`,
+          data: { base: base.commit, bundle: manifest.bundle, pid: answer.start?.pid, resolves: req.resolves?.task.task_id, files },
+        },
+      );
       if (req.resolves) store.updateTask(project.name, req.resolves.task.task_id, { resolved_by: taskId });
       return {
         project: project.name,
@@ -142,7 +153,12 @@ export async function sendNewTask(session: Session, req: TaskToSend): Promise<Di
         // The link failed: the node may hold the task with only its answer lost. The row stays
         // `dispatching` without an owner, and the next dispatch or pull settles it with the node.
         store.updateTask(project.name, taskId, { dispatch_pid: null });
-        session.log({ ...at, level: 'error', kind: 'dispatch_failed', message: `dispatch of ${taskId} to ${node.name} failed: ${errorMessage(error)}; the next dispatch or pull asks ${node.name} whether it arrived` });
+        session.log({
+          ...at,
+          level: 'error',
+          kind: 'dispatch_failed',
+          message: `dispatch of ${taskId} to ${node.name} failed: ${errorMessage(error)}; the next dispatch or pull asks ${node.name} whether it arrived`,
+        });
       } else {
         store.deleteTask(project.name, taskId);
         session.log({ ...at, level: 'error', kind: 'dispatch_failed', message: `dispatch of ${taskId} to ${node.name} failed: ${errorMessage(error)}` });

@@ -43,7 +43,10 @@ const FILES_HEADING = /^\s*#{1,6}\s*(?:files?|paths?)\s*$/i;
 const LIST_ITEM = /^\s*[-*+]\s+(.+)$/;
 
 function cleanPath(word: string): string | undefined {
-  const p = word.trim().replace(/^[`'"]+|[`'",;]+$/g, '').replace(/^\.\//, '');
+  const p = word
+    .trim()
+    .replace(/^[`'"]+|[`'",;]+$/g, '')
+    .replace(/^\.\//, '');
   if (p === '' || p.startsWith('/') || p.split('/').includes('..') || /\s/.test(p)) return undefined;
   return p;
 }

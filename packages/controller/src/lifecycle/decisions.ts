@@ -1,8 +1,8 @@
 import { isFinal, type NodeState, type TaskReport, type TaskResult } from '@gsync/core';
 import { EXIT } from '../exit-codes.js';
-import type { Outcome, RunReport } from '../report/report.js';
+import type { RunReport } from '../report/report.js';
 import type { TaskFields, TaskRow } from '../store/store.js';
-import type { TaskState } from './states.js';
+import { ATTENTION_STATES, type TaskState } from './states.js';
 
 /**
  * What the lifecycle decides, as plain functions over data: what a node's answer
@@ -16,11 +16,18 @@ export type Withheld = { path: string; rule: string }[];
 export type Answer =
   | { kind: 'lost'; reason: string }
   | { kind: 'running'; nodeState: NodeState }
-  | { kind: 'finished'; nodeState: 'done' | 'empty' | 'failed' | 'timeout'; finishedAt: string | undefined; withheld: Withheld; result: TaskResult | undefined; error: string | undefined };
+  | {
+      kind: 'finished';
+      nodeState: 'done' | 'empty' | 'failed' | 'timeout';
+      finishedAt: string | undefined;
+      withheld: Withheld;
+      result: TaskResult | undefined;
+      error: string | undefined;
+    };
 
 export function readAnswer(report: TaskReport | undefined): Answer {
   const state = report?.status?.state;
-  if (!report || !report.exists || !state) return { kind: 'lost', reason: report?.error ?? 'the task directory is missing on the node' };
+  if (!report?.exists || !state) return { kind: 'lost', reason: report?.error ?? 'the task directory is missing on the node' };
   if (!isFinal(state)) return { kind: 'running', nodeState: state };
   return {
     kind: 'finished',
@@ -69,7 +76,11 @@ export function finishStep(task: Named, answer: Extract<Answer, { kind: 'finishe
     return { to: 'empty', fields: { finished_at }, event: { level: 'info', kind: 'empty', message: `${on}: the agent changed nothing` } };
   }
   if (collected?.kind === 'rejected') {
-    return { to: 'rejected', fields: { error: collected.reason, finished_at }, event: { level: 'error', kind: 'rejected', message: `${on} rejected: ${collected.reason}` } };
+    return {
+      to: 'rejected',
+      fields: { error: collected.reason, finished_at },
+      event: { level: 'error', kind: 'rejected', message: `${on} rejected: ${collected.reason}` },
+    };
   }
   const resultFields: TaskFields = collected
     ? { result_head: collected.head, result_commits: collected.commits, changed_paths: JSON.stringify(collected.paths), finished_at, collected_at: now }
@@ -111,7 +122,8 @@ export function mergeTurn(task: Pick<TaskRow, 'seq'>, firstOpen: Pick<TaskRow, '
   return `waiting for ${firstOpen.task_id} (dispatched earlier, on ${firstOpen.node}) to finish: tasks merge in dispatch order`;
 }
 
-const NEEDS_ATTENTION: readonly Outcome[] = ['conflicted', 'failed', 'timeout', 'rejected', 'stale'];
+/** Outcomes are named after the states they report. */
+const NEEDS_ATTENTION: readonly string[] = ATTENTION_STATES;
 
 /** The exit code of a pull: attention beats an unreachable node, which beats work still pending. */
 export function exitCodeFor(report: Pick<RunReport, 'tasks' | 'pending' | 'outstanding' | 'unreachable'>): number {

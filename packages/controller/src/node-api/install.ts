@@ -28,7 +28,6 @@ const Hello = z.object({
 });
 export type Hello = z.infer<typeof Hello>;
 
-
 async function hello(t: NodeTransport, node: NodeConfig): Promise<Hello | undefined> {
   const r = await t.exec([node.node_bin, toolPath(node), 'hello']);
   if (r.code === 127) {
@@ -66,4 +65,3 @@ export async function ensureNodeTool(t: NodeTransport, node: NodeConfig, tool: N
   }
   return { installed, hello: current };
 }
-

@@ -28,7 +28,13 @@ export async function collectAll(session: Session, project: ProjectConfig, tasks
         } catch (error) {
           unreachable.push({ node: nodeName, error: errorMessage(error) });
           markStale(session, project, nodeName, nodeTasks, errorMessage(error), tasks);
-          session.log({ project: project.name, node: nodeName, level: 'warn', kind: 'node_unreachable', message: `could not ask ${nodeName} about its tasks: ${errorMessage(error)}` });
+          session.log({
+            project: project.name,
+            node: nodeName,
+            level: 'warn',
+            kind: 'node_unreachable',
+            message: `could not ask ${nodeName} about its tasks: ${errorMessage(error)}`,
+          });
         }
       }),
     ),
@@ -41,16 +47,37 @@ async function collectFromNode(session: Session, project: ProjectConfig, nodeNam
   const node = getNode(config, nodeName);
   const carrier = carrierFor(project);
   const retrying = (error: unknown, attempt: number, delayMs: number) =>
-    session.log({ project: project.name, node: nodeName, level: 'warn', kind: 'transfer_retry', message: `${nodeName}: ${errorMessage(error)}; trying again in ${delayMs / 1000} s (${attempt}/${config.transferRetries})` });
+    session.log({
+      project: project.name,
+      node: nodeName,
+      level: 'warn',
+      kind: 'transfer_retry',
+      message: `${nodeName}: ${errorMessage(error)}; trying again in ${delayMs / 1000} s (${attempt}/${config.transferRetries})`,
+    });
   await withNodeRetrying(session.connect, node, config.transferRetries, retrying, async (transport) => {
     // Tasks settled by an earlier attempt are done; ask only about the rest.
     const left = nodeTasks.map((x) => store.getTask(project.name, x.task_id)!).filter((x) => WATCHED_STATES.includes(x.state));
-    const reports = await reportTasks(transport, node, project.name, left.map((x) => x.task_id));
+    const reports = await reportTasks(
+      transport,
+      node,
+      project.name,
+      left.map((x) => x.task_id),
+    );
     for (const task of left) {
       const report = reports.find((r) => r.task_id === task.task_id);
       const collect = async (result: Parameters<typeof collectTask>[0]['result']) => {
         try {
-          return await collectTask({ carrier, project, node, task, result, transport, maxBytes: config.maxResultBytes, limits: config.limits, policy: secretPolicy(config, project) });
+          return await collectTask({
+            carrier,
+            project,
+            node,
+            task,
+            result,
+            transport,
+            maxBytes: config.maxResultBytes,
+            limits: config.limits,
+            policy: secretPolicy(config, project),
+          });
         } catch (error) {
           // A broken link is tried again; anything else this result did is its own fault, not the node's.
           if (isTransient(error)) throw error;

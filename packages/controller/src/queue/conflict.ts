@@ -15,7 +15,11 @@ export async function handleConflict(session: Session, project: ProjectConfig, t
   if (handler && !task.resolves) {
     try {
       const r = await dispatchResolution(session, project, task);
-      return { resolution_spec: r.spec_path, resolution_task: r.task_id, next_step: `${r.task_id} on ${r.node} resolves it with the conflict handler; run pull-bundles again to merge it` };
+      return {
+        resolution_spec: r.spec_path,
+        resolution_task: r.task_id,
+        next_step: `${r.task_id} on ${r.node} resolves it with the conflict handler; run pull-bundles again to merge it`,
+      };
     } catch (error) {
       session.log({ ...at, level: 'error', kind: 'resolution_failed', message: `could not dispatch a resolution of ${task.task_id}: ${errorMessage(error)}` });
     }

@@ -58,7 +58,14 @@ export function overlappingPairs(tasks: readonly Pick<ForecastTask, 'paths'>[]):
  */
 export async function forecastConflicts(repo: string, main: string, tasks: readonly ForecastTask[], parallel = 2): Promise<Forecast> {
   const limit = pLimit(parallel);
-  const env = { GIT_AUTHOR_NAME: 'gsync', GIT_AUTHOR_EMAIL: 'gsync@localhost', GIT_COMMITTER_NAME: 'gsync', GIT_COMMITTER_EMAIL: 'gsync@localhost', GIT_AUTHOR_DATE: '@0 +0000', GIT_COMMITTER_DATE: '@0 +0000' };
+  const env = {
+    GIT_AUTHOR_NAME: 'gsync',
+    GIT_AUTHOR_EMAIL: 'gsync@localhost',
+    GIT_COMMITTER_NAME: 'gsync',
+    GIT_COMMITTER_EMAIL: 'gsync@localhost',
+    GIT_AUTHOR_DATE: '@0 +0000',
+    GIT_COMMITTER_DATE: '@0 +0000',
+  };
   const onMain = await Promise.all(
     tasks.map((t) =>
       limit(async () => {
@@ -106,4 +113,14 @@ export function mergeForecasts(a: Forecast, b: Forecast): Forecast {
     pairs_checked: a.pairs_checked + b.pairs_checked,
     pairs_total: a.pairs_total + b.pairs_total,
   };
+}
+
+/** What `conflicts` reports: the forecast, and the tasks already known to conflict. */
+export interface ConflictsResult extends Forecast {
+  project: string;
+  main_branch: string;
+  /** The collected tasks the forecast looked at, in dispatch order. */
+  tasks: string[];
+  /** Tasks already known to conflict (from an earlier pull), with their paths. */
+  conflicted: { task_id: string; paths: string[]; resolved_by: string | null }[];
 }

@@ -56,7 +56,14 @@ export async function mergeQueue(session: Session, project: ProjectConfig, mainR
 }
 
 /** Takes one task's merge plan through conflict handling, the test gate and the move of main; returns its report entry. */
-async function mergeOne(session: Session, project: ProjectConfig, mainRef: string, task: TaskRow, plan: MergePlan, facts: Partial<ReportTask>): Promise<ReportTask> {
+async function mergeOne(
+  session: Session,
+  project: ProjectConfig,
+  mainRef: string,
+  task: TaskRow,
+  plan: MergePlan,
+  facts: Partial<ReportTask>,
+): Promise<ReportTask> {
   const { store } = session;
   const at = { project: project.name, task_id: task.task_id, node: task.node };
   if (plan.kind === 'blocked') {
@@ -64,12 +71,18 @@ async function mergeOne(session: Session, project: ProjectConfig, mainRef: strin
     return describe(task, 'waiting', { ...facts, reason: plan.reason, next_step: 'run pull-bundles again' });
   }
   if (plan.kind === 'conflicted') {
-    const row = transition(session, task, 'conflicted', { conflict_paths: JSON.stringify(plan.paths), error: plan.messages.join('; ') || null }, {
-      level: 'warn',
-      kind: 'conflicted',
-      message: `${task.task_id} (${task.branch}) conflicts with ${project.main_branch} in ${plan.paths.join(', ')}; not merged`,
-      data: { paths: plan.paths, messages: plan.messages },
-    });
+    const row = transition(
+      session,
+      task,
+      'conflicted',
+      { conflict_paths: JSON.stringify(plan.paths), error: plan.messages.join('; ') || null },
+      {
+        level: 'warn',
+        kind: 'conflicted',
+        message: `${task.task_id} (${task.branch}) conflicts with ${project.main_branch} in ${plan.paths.join(', ')}; not merged`,
+        data: { paths: plan.paths, messages: plan.messages },
+      },
+    );
     const resolution = await handleConflict(session, project, row);
     return { ...attention(store.getTask(project.name, task.task_id)!, project), ...facts, ...resolution };
   }
@@ -79,7 +92,10 @@ async function mergeOne(session: Session, project: ProjectConfig, mainRef: strin
     verify = gate.verify;
     if (!gate.passed) return { ...attention(gate.row, project), ...facts, verify };
   }
-  const outcome = plan.kind === 'already' ? ({ kind: 'merged', commit: plan.commit, already: true } as const) : await advanceMain(project.repo_local, mainRef, plan.main, plan.commit);
+  const outcome =
+    plan.kind === 'already'
+      ? ({ kind: 'merged', commit: plan.commit, already: true } as const)
+      : await advanceMain(project.repo_local, mainRef, plan.main, plan.commit);
   failpoint('pull:after-advance');
   const gated = verify ? { verify } : {};
   if (outcome.kind !== 'merged') {
@@ -87,21 +103,38 @@ async function mergeOne(session: Session, project: ProjectConfig, mainRef: strin
     session.log({ ...at, level: 'warn', kind: 'merge_waiting', message: `${task.task_id}: ${reason}` });
     return describe(task, 'waiting', { ...facts, reason, next_step: 'run pull-bundles again once the checkout is clean', ...gated });
   }
-  const row = transition(session, task, 'merged', { merge_commit: outcome.commit, merged_at: store.timestamp() }, {
-    level: 'info',
-    kind: 'merged',
-    message: `merged ${task.task_id} (${task.branch}) into ${project.main_branch} as ${outcome.commit.slice(0, 12)}`,
-    data: { commit: outcome.commit },
-  });
+  const row = transition(
+    session,
+    task,
+    'merged',
+    { merge_commit: outcome.commit, merged_at: store.timestamp() },
+    {
+      level: 'info',
+      kind: 'merged',
+      message: `merged ${task.task_id} (${task.branch}) into ${project.main_branch} as ${outcome.commit.slice(0, 12)}`,
+      data: { commit: outcome.commit },
+    },
+  );
   if (task.resolves) {
     const resolved = store.getTask(project.name, task.resolves)!;
-    transition(session, resolved, 'resolved', { resolved_by: task.task_id }, { level: 'info', kind: 'resolved', message: `${task.resolves}'s conflict was resolved by ${task.task_id}, now merged` });
+    transition(
+      session,
+      resolved,
+      'resolved',
+      { resolved_by: task.task_id },
+      { level: 'info', kind: 'resolved', message: `${task.resolves}'s conflict was resolved by ${task.task_id}, now merged` },
+    );
   }
   return describe(row, 'merged', { ...facts, merge_commit: outcome.commit, ...gated });
 }
 
 /** Runs verify_command on the merge commit (kept reachable by the staging ref meanwhile); a failure rejects the task. */
-async function testGate(session: Session, project: ProjectConfig, task: TaskRow, commit: string): Promise<{ passed: boolean; row: TaskRow; verify: NonNullable<ReportTask['verify']> }> {
+async function testGate(
+  session: Session,
+  project: ProjectConfig,
+  task: TaskRow,
+  commit: string,
+): Promise<{ passed: boolean; row: TaskRow; verify: NonNullable<ReportTask['verify']> }> {
   const { store, ctx } = session;
   const repo = project.repo_local;
   const at = { project: project.name, task_id: task.task_id, node: task.node };
@@ -109,18 +142,30 @@ async function testGate(session: Session, project: ProjectConfig, task: TaskRow,
   const log = testGateLogPath(ctx.configDir, project.name, task.task_id);
   const current = await gitOps.resolveCommit(repo, stagingRef);
   await gitOps.updateRef(repo, stagingRef, commit, current ?? ZERO_OID, `gsync: verify ${task.task_id}`);
-  session.log({ ...at, level: 'info', kind: 'verify_started', message: `testing ${task.task_id} merged into ${project.main_branch}: ${project.verify_command!.join(' ')}`, data: { commit } });
+  session.log({
+    ...at,
+    level: 'info',
+    kind: 'verify_started',
+    message: `testing ${task.task_id} merged into ${project.main_branch}: ${project.verify_command!.join(' ')}`,
+    data: { commit },
+  });
   const v = await runTestGate({ repo, commit, argv: project.verify_command!, timeoutSeconds: project.verify_timeout_seconds, logFile: log, env: ctx.env });
   const verify = { passed: v.passed, reason: v.reason, seconds: v.seconds, log, tail: v.tail };
   store.updateTask(project.name, task.task_id, { verify_log: log });
   if (!v.passed) {
     const reason = `the merged tree failed the test gate: ${v.reason}`;
-    const row = transition(session, task, 'rejected', { error: reason }, {
-      level: 'error',
-      kind: 'verify_failed',
-      message: `${task.task_id} rejected: ${reason}`,
-      data: { exit_code: v.exitCode, timed_out: v.timedOut, tail: v.tail, log },
-    });
+    const row = transition(
+      session,
+      task,
+      'rejected',
+      { error: reason },
+      {
+        level: 'error',
+        kind: 'verify_failed',
+        message: `${task.task_id} rejected: ${reason}`,
+        data: { exit_code: v.exitCode, timed_out: v.timedOut, tail: v.tail, log },
+      },
+    );
     return { passed: false, row, verify };
   }
   failpoint('pull:after-verify');

@@ -49,8 +49,11 @@ export async function advanceMain(repo: string, mainRef: string, main: string, c
   const r = await gitOps.mergeFastForward(checkout.path, commit);
   if (r.exitCode !== 0) {
     if ((await gitOps.resolveCommit(repo, mainRef)) !== main) return { kind: 'blocked', reason: 'main moved while merging; run again' };
-    const files = r.stderr.split('\n').filter((l) => l.startsWith('\t')).map((l) => l.trim());
-    const what = files.length > 0 ? `uncommitted changes to ${files.join(', ')}` : r.stderr.trim().split('\n')[0] ?? 'the checkout refused';
+    const files = r.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('\t'))
+      .map((l) => l.trim());
+    const what = files.length > 0 ? `uncommitted changes to ${files.join(', ')}` : (r.stderr.trim().split('\n')[0] ?? 'the checkout refused');
     return { kind: 'blocked', reason: `waiting: the merge would touch ${what} in ${checkout.path}; commit or stash them, then run again` };
   }
   return { kind: 'merged', commit, already: false };

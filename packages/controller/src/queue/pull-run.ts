@@ -4,7 +4,7 @@ import type { ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
 import { recoverDispatching } from '../dispatch/recover.js';
 import { exitCodeFor } from '../lifecycle/decisions.js';
-import { ATTENTION_STATES } from '../lifecycle/states.js';
+import { ATTENTION_STATES, OPEN_STATES } from '../lifecycle/states.js';
 import type { ReportTask, RunReport } from '../report/report.js';
 import { attention } from '../report/task-entry.js';
 import { writeRunReport } from '../report/write.js';
@@ -69,7 +69,8 @@ export async function runPull(session: Session, project: ProjectConfig, options:
   // A conflict whose resolution merged later in this same run needs nobody.
   for (const t of run.tasks) {
     const row = t.outcome === 'conflicted' ? store.getTask(project.name, t.task_id) : undefined;
-    if (row?.state === 'resolved') Object.assign(t, { outcome: 'resolved', next_step: undefined, reason: `resolved by ${row.resolved_by}, merged in this run` });
+    if (row?.state === 'resolved')
+      Object.assign(t, { outcome: 'resolved', next_step: undefined, reason: `resolved by ${row.resolved_by}, merged in this run` });
   }
   const touched = new Set(run.tasks.map((t) => t.task_id));
   const report: RunReport = {
@@ -80,8 +81,11 @@ export async function runPull(session: Session, project: ProjectConfig, options:
     main_before,
     main_after: await checkRepo(project, mainRef),
     tasks: run.tasks,
-    pending: store.listTasks(project.name, ['dispatched', 'dispatching']).map((t) => ({ task_id: t.task_id, node: t.node, node_state: t.node_state })),
-    outstanding: store.listTasks(project.name, ATTENTION_STATES).filter((t) => !touched.has(t.task_id)).map((t) => attention(t, project)),
+    pending: store.listTasks(project.name, OPEN_STATES).map((t) => ({ task_id: t.task_id, node: t.node, node_state: t.node_state })),
+    outstanding: store
+      .listTasks(project.name, ATTENTION_STATES)
+      .filter((t) => !touched.has(t.task_id))
+      .map((t) => attention(t, project)),
     unreachable: run.unreachable,
     ...(run.forecast ? { forecast: run.forecast } : {}),
     timings: run.timings,
@@ -89,7 +93,13 @@ export async function runPull(session: Session, project: ProjectConfig, options:
   };
   report.exit_code = exitCodeFor(report);
   report.report_path = await writeRunReport(ctx.configDir, report);
-  session.log({ project: project.name, level: 'info', kind: 'pull_done', message: `report written to ${report.report_path}`, data: { exit_code: report.exit_code } });
+  session.log({
+    project: project.name,
+    level: 'info',
+    kind: 'pull_done',
+    message: `report written to ${report.report_path}`,
+    data: { exit_code: report.exit_code },
+  });
   return report;
 }
 

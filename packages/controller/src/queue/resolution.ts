@@ -126,9 +126,15 @@ export interface ResolveOptions {
  * Writes the resolution spec for a conflicted task and dispatches it as a new task
  * whose base is main as it is now, with the conflicted branch merged first on the node.
  */
-export async function dispatchResolution(session: Session, project: ProjectConfig, task: TaskRow, options: ResolveOptions = {}): Promise<DispatchResult & { spec_path: string }> {
+export async function dispatchResolution(
+  session: Session,
+  project: ProjectConfig,
+  task: TaskRow,
+  options: ResolveOptions = {},
+): Promise<DispatchResult & { spec_path: string }> {
   const { config, store } = session;
-  if (task.state !== 'conflicted') throw new UsageError(`task ${task.task_id} of ${project.name} is ${task.state}, not conflicted; there is nothing to resolve`);
+  if (task.state !== 'conflicted')
+    throw new UsageError(`task ${task.task_id} of ${project.name} is ${task.state}, not conflicted; there is nothing to resolve`);
   const live = liveResolution(session, project.name, task);
   if (live) throw new UsageError(`task ${task.task_id} is already being resolved by ${live.task_id} (${live.state} on ${live.node})`);
   const picture = await conflictPicture(session, project, task);
@@ -142,9 +148,7 @@ export async function dispatchResolution(session: Session, project: ProjectConfi
   await mkdir(dirname(specPath), { recursive: true });
   await writeFileAtomic(specPath, text);
   const node = options.node ? getNode(config, options.node) : pickNode(config, store);
-  const agent = options.agent
-    ? agentProfile(config, options.agent, '--agent')
-    : (conflictHandler(config, project) ?? resolveAgent(config, project, node));
+  const agent = options.agent ? agentProfile(config, options.agent, '--agent') : (conflictHandler(config, project) ?? resolveAgent(config, project, node));
   const data = Buffer.from(text);
   if (usesSpecText(agent) && data.length > MAX_ARG_BYTES) {
     throw new UsageError(`the resolution spec for ${task.task_id} is ${data.length} bytes, too long to pass as one argument ({spec})`, {

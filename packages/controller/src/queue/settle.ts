@@ -30,13 +30,25 @@ export async function settle(
   const nodeState = answer.nodeState;
   store.updateTask(project.name, task.task_id, { node_state: nodeState, last_seen_at: store.timestamp() });
   if (task.state === 'stale') {
-    transition(session, task, 'dispatched', { error: null }, { level: 'info', kind: 'answering_again', message: `${task.task_id}: ${task.node} answers again (${nodeState})` });
+    transition(
+      session,
+      task,
+      'dispatched',
+      { error: null },
+      { level: 'info', kind: 'answering_again', message: `${task.task_id}: ${task.node} answers again (${nodeState})` },
+    );
   }
   if (answer.kind === 'running') return;
   if (answer.withheld.length > 0) {
     const withheld = answer.withheld;
     store.updateTask(project.name, task.task_id, { withheld: JSON.stringify(withheld) });
-    session.log({ ...at, level: 'warn', kind: 'withheld', message: `${task.task_id}: ${task.node} kept ${withheld.length} file(s) out of the result as secrets: ${withheld.map((w) => `${w.path} (${w.rule})`).join(', ')}`, data: { withheld } });
+    session.log({
+      ...at,
+      level: 'warn',
+      kind: 'withheld',
+      message: `${task.task_id}: ${task.node} kept ${withheld.length} file(s) out of the result as secrets: ${withheld.map((w) => `${w.path} (${w.rule})`).join(', ')}`,
+      data: { withheld },
+    });
   }
   const collected = answer.nodeState !== 'empty' && answer.result ? await collect(answer.result) : undefined;
   const row = applyStep(session, task, finishStep(task, answer, collected, store.timestamp()));

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -33,7 +34,8 @@ export function outputTail(text: string): string {
 }
 
 /** Variables the command (which runs code from a node) must not see: git redirections, agents, credentials. */
-const WITHHELD_ENV = /^(GIT_|SSH_AUTH_SOCK$|SSH_AGENT_PID$|GPG_AGENT_INFO$|GNUPGHOME$|AWS_|AZURE_|GOOGLE_|GCLOUD_|CLOUDSDK_|GH_|GITHUB_|GITLAB_|NPM_TOKEN|NODE_AUTH_TOKEN|ANTHROPIC_|OPENAI_|HF_|HUGGING)|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_KEY|ACCESS_KEY|PRIVATE_KEY/i;
+const WITHHELD_ENV =
+  /^(GIT_|SSH_AUTH_SOCK$|SSH_AGENT_PID$|GPG_AGENT_INFO$|GNUPGHOME$|AWS_|AZURE_|GOOGLE_|GCLOUD_|CLOUDSDK_|GH_|GITHUB_|GITLAB_|NPM_TOKEN|NODE_AUTH_TOKEN|ANTHROPIC_|OPENAI_|HF_|HUGGING)|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_KEY|ACCESS_KEY|PRIVATE_KEY/i;
 
 /** The environment of the test gate (verify_command): the user's, minus what points git elsewhere or could hand out credentials. */
 export function testGateEnv(env: NodeJS.ProcessEnv, commit: string): NodeJS.ProcessEnv {
@@ -47,7 +49,7 @@ export function testGateEnv(env: NodeJS.ProcessEnv, commit: string): NodeJS.Proc
  * with a timeout. The agent's own claims count for nothing; only this exit code does.
  */
 export async function runTestGate(req: TestGateRequest): Promise<TestGateOutcome> {
-  const started = Date.now();
+  const started = performance.now();
   const work = await mkdtemp(join(tmpdir(), 'gsync-verify-'));
   try {
     const dir = join(work, 'checkout');
@@ -71,7 +73,7 @@ export async function runTestGate(req: TestGateRequest): Promise<TestGateOutcome
         : run.signal
           ? `verify_command was killed by ${run.signal}`
           : `verify_command exited with code ${run.exitCode}`;
-    return { passed, exitCode: run.exitCode, timedOut: run.timedOut, reason, tail, seconds: (Date.now() - started) / 1000 };
+    return { passed, exitCode: run.exitCode, timedOut: run.timedOut, reason, tail, seconds: (performance.now() - started) / 1000 };
   } finally {
     await rm(work, { recursive: true, force: true });
   }

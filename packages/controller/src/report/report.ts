@@ -83,12 +83,23 @@ function taskSection(t: ReportTask): string[] {
   if (t.merge_commit) lines.push(`- merge commit: \`${t.merge_commit}\``);
   if (t.verify) {
     lines.push(`- verify_command: ${t.verify.passed ? 'passed' : `failed (${t.verify.reason})`} in ${t.verify.seconds.toFixed(1)} s, log \`${t.verify.log}\``);
-    if (!t.verify.passed && t.verify.tail) lines.push('', '  Last lines of its output:', '', ...fenced(t.verify.tail).split('\n').map((l) => `  ${l}`), '');
+    if (!t.verify.passed && t.verify.tail)
+      lines.push(
+        '',
+        '  Last lines of its output:',
+        '',
+        ...fenced(t.verify.tail)
+          .split('\n')
+          .map((l) => `  ${l}`),
+        '',
+      );
   }
   if (t.conflict_paths) lines.push(`- conflicting paths: ${list(t.conflict_paths)}`);
   if (t.wip_branch) lines.push(`- work in progress kept on \`${t.wip_branch}\` (never merged automatically)`);
   if (t.withheld && t.withheld.length > 0) {
-    lines.push(`- withheld on the node as secrets (not sent, not merged): ${t.withheld.map((w) => `\`${w.path.replaceAll('`', "'")}\` (${w.rule})`).join(', ')}`);
+    lines.push(
+      `- withheld on the node as secrets (not sent, not merged): ${t.withheld.map((w) => `\`${w.path.replaceAll('`', "'")}\` (${w.rule})`).join(', ')}`,
+    );
   }
   if (t.reason) lines.push(`- why: ${t.reason}`);
   if (t.resolution_spec) lines.push(`- resolution spec: \`${t.resolution_spec}\``);
@@ -105,7 +116,11 @@ export function renderReport(r: RunReport): string {
     '',
     `- run: ${r.started_at} → ${r.finished_at}`,
     `- ${r.main_ref}: ${short(r.main_before)} → ${short(r.main_after)}`,
-    ...(r.timings ? [`- time: collect ${r.timings.collect_seconds.toFixed(1)} s, forecast ${r.timings.forecast_seconds.toFixed(1)} s, merge ${r.timings.merge_seconds.toFixed(1)} s`] : []),
+    ...(r.timings
+      ? [
+          `- time: collect ${r.timings.collect_seconds.toFixed(1)} s, forecast ${r.timings.forecast_seconds.toFixed(1)} s, merge ${r.timings.merge_seconds.toFixed(1)} s`,
+        ]
+      : []),
     `- merged ${count('merged')}, conflicted ${count('conflicted')}, conflicted then resolved ${count('resolved')}, empty ${count('empty')}, failed ${count('failed') + count('timeout')}, rejected ${count('rejected')}, stale ${count('stale')}, waiting ${count('waiting')}, still running ${r.pending.length}`,
     '',
   ];

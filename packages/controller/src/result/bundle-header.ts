@@ -37,7 +37,9 @@ export function headerProblem(header: BundleHeader, expected: BundleExpectation)
   const prereqs = [...new Set(header.prerequisites)];
   const allowed = new Set([expected.base, ...(expected.mergeHead ? [expected.mergeHead] : [])]);
   if (!prereqs.includes(expected.base) || prereqs.some((p) => !allowed.has(p))) {
-    const what = expected.mergeHead ? `the dispatched base ${expected.base} (and the merged ${expected.mergeHead})` : `exactly the dispatched base ${expected.base}`;
+    const what = expected.mergeHead
+      ? `the dispatched base ${expected.base} (and the merged ${expected.mergeHead})`
+      : `exactly the dispatched base ${expected.base}`;
     return `the bundle requires ${prereqs.join(', ') || 'nothing'}; it must require ${what}`;
   }
   return undefined;

@@ -23,7 +23,11 @@ function parseTree(data: Buffer): TreeEntry[] {
   while (at < data.length) {
     const space = data.indexOf(0x20, at);
     const nul = data.indexOf(0, space);
-    entries.push({ mode: data.subarray(at, space).toString('latin1'), name: data.subarray(space + 1, nul).toString('utf8'), oid: data.subarray(nul + 1, nul + 21).toString('hex') });
+    entries.push({
+      mode: data.subarray(at, space).toString('latin1'),
+      name: data.subarray(space + 1, nul).toString('utf8'),
+      oid: data.subarray(nul + 1, nul + 21).toString('hex'),
+    });
     at = nul + 21;
   }
   return entries;
@@ -46,7 +50,7 @@ export async function countChangedPaths(reader: ObjectReader, from: string, to: 
   };
   const entries = async (tree: string): Promise<TreeEntry[]> => {
     const o = await reader.read(tree);
-    if (!o || o.type !== 'tree') throw new ProtocolError(`tree ${tree} is missing or not a tree`);
+    if (o?.type !== 'tree') throw new ProtocolError(`tree ${tree} is missing or not a tree`);
     return parseTree(o.data);
   };
   const isTree = (e: TreeEntry) => e.mode === '40000';
@@ -74,7 +78,7 @@ export async function countChangedPaths(reader: ObjectReader, from: string, to: 
   };
   const treeOf = async (commit: string) => {
     const o = await reader.read(`${commit}^{tree}`);
-    if (!o || o.type !== 'tree') throw new ProtocolError(`commit ${commit} has no tree`);
+    if (o?.type !== 'tree') throw new ProtocolError(`commit ${commit} has no tree`);
     return o;
   };
   await treeOf(from);

@@ -55,7 +55,15 @@ export async function collectTask(req: CollectRequest): Promise<Collected> {
   if (receipt.kind === 'rejected') return receipt;
   const q = receipt.quarantine;
   try {
-    const inspection = await inspectChanges({ repo, env: q.env, base: task.base_commit, head: result.head, mergeHead: task.merge_head ?? undefined, limits: req.limits, policy: req.policy });
+    const inspection = await inspectChanges({
+      repo,
+      env: q.env,
+      base: task.base_commit,
+      head: result.head,
+      mergeHead: task.merge_head ?? undefined,
+      limits: req.limits,
+      policy: req.policy,
+    });
     if (inspection) return { kind: 'rejected', reason: inspection };
     await adoptQuarantine(gitDir, q);
     failpoint('pull:after-adopt');

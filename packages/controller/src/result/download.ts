@@ -14,7 +14,10 @@ class Meter extends Transform {
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.bytes += chunk.length;
-    if (this.bytes > this.limit) return done(new ProtocolError(`more than the announced ${this.limit} bytes arrived`));
+    if (this.bytes > this.limit) {
+      done(new ProtocolError(`more than the announced ${this.limit} bytes arrived`));
+      return;
+    }
     this.hash.update(chunk);
     done(null, chunk);
   }

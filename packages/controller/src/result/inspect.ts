@@ -26,7 +26,8 @@ export interface InspectRequest {
 const MAX_LINK_BYTES = 4096;
 const BATCH_BYTES = 64 * 1024 * 1024;
 const q = (path: string) => JSON.stringify(path);
-const tooManyPaths = (limits: ResultLimits) => `the result changes more than ${limits.maxPaths} paths (max_result_paths): refused unexpanded, as a tree bomb would be`;
+const tooManyPaths = (limits: ResultLimits) =>
+  `the result changes more than ${limits.maxPaths} paths (max_result_paths): refused unexpanded, as a tree bomb would be`;
 
 /**
  * What is wrong with a quarantined result's history and content, or undefined:
@@ -49,7 +50,11 @@ export async function inspectChanges(req: InspectRequest): Promise<string | unde
   // committed and deleted again would still sit in main's history.
   const historic = await historyChanges(req.repo, req.env, req.head, exclude);
   const everything = [...added, ...historic.filter((h) => !added.some((a) => a.newOid === h.newOid && a.path === h.path))];
-  const sizes = await blobSizes(req.repo, req.env, everything.map((c) => c.newOid));
+  const sizes = await blobSizes(
+    req.repo,
+    req.env,
+    everything.map((c) => c.newOid),
+  );
   return sizeProblem(everything, sizes, req.limits) ?? (await symlinkProblem(req, added, sizes)) ?? (await secretProblem(req, everything, sizes, exclude));
 }
 
@@ -106,7 +111,8 @@ function pathProblem(changes: readonly Change[], added: readonly Change[]): stri
 function sizeProblem(everything: readonly Change[], sizes: Map<string, number>, limits: ResultLimits): string | undefined {
   for (const c of everything) {
     const size = sizes.get(c.newOid) ?? 0;
-    if (c.newMode !== '160000' && size > limits.maxBlobBytes) return `${q(c.path)} is ${size} bytes, over the ${limits.maxBlobBytes}-byte limit for one file (max_blob_bytes)`;
+    if (c.newMode !== '160000' && size > limits.maxBlobBytes)
+      return `${q(c.path)} is ${size} bytes, over the ${limits.maxBlobBytes}-byte limit for one file (max_blob_bytes)`;
   }
   return undefined;
 }
@@ -129,7 +135,12 @@ async function symlinkProblem({ repo, env }: InspectRequest, added: readonly Cha
 }
 
 /** Secrets by path or content in every file any commit adds, and in every commit message. */
-async function secretProblem({ repo, env, head, policy }: InspectRequest, everything: readonly Change[], sizes: Map<string, number>, exclude: readonly string[]): Promise<string | undefined> {
+async function secretProblem(
+  { repo, env, head, policy }: InspectRequest,
+  everything: readonly Change[],
+  sizes: Map<string, number>,
+  exclude: readonly string[],
+): Promise<string | undefined> {
   const findings: SecretFinding[] = [];
   const scannable = everything.filter((c) => c.newMode !== '120000' && c.newMode !== '160000' && (sizes.get(c.newOid) ?? 0) <= MAX_SCAN_BYTES);
   for (let i = 0; i < scannable.length; ) {

@@ -44,7 +44,10 @@ export async function indexPackStrict(repo: string, q: Quarantine, file: string,
     await run.done;
   } catch (error) {
     if (!(error instanceof GitError)) throw error;
-    const lines = error.stderr.trim().split('\n').filter((l) => !l.startsWith('fatal: index-pack failed'));
+    const lines = error.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !l.startsWith('fatal: index-pack failed'));
     const detail = lines.find((l) => l.startsWith('error:')) ?? lines.at(-1) ?? `index-pack exited with ${error.exitCode}`;
     throw new ProtocolError(`the result's objects failed the strict check: ${detail.replace(/^(error|fatal): /, '')}`);
   }

@@ -38,7 +38,10 @@ export function hostLookupName(host: string, port: number): string {
 }
 
 function globToRegExp(pattern: string): RegExp {
-  const body = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const body = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${body}$`, 'i');
 }
 
@@ -74,11 +77,7 @@ export function fingerprint(blob: Buffer): string {
   return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
 }
 
-export type HostKeyVerdict =
-  | { kind: 'known' }
-  | { kind: 'unknown' }
-  | { kind: 'changed'; expectedTypes: string[] }
-  | { kind: 'revoked' };
+export type HostKeyVerdict = { kind: 'known' } | { kind: 'unknown' } | { kind: 'changed'; expectedTypes: string[] } | { kind: 'revoked' };
 
 export function checkHostKey(entries: readonly KnownHostEntry[], name: string, blob: Buffer): HostKeyVerdict {
   const mine = entries.filter((e) => e.marker !== 'cert-authority' && entryMatches(e, name));

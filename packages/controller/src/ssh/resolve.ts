@@ -69,9 +69,7 @@ export async function resolveSshTarget({ node, sshConfig, home, env }: ResolveOp
     user: node.user ?? one('user') ?? env.USER ?? 'root',
     identityFiles: node.identity_file ? [node.identity_file] : (g.get('identityfile') ?? []).map((p) => expandTilde(p, home)),
     identityFixed: node.identity_file !== undefined,
-    knownHostsFiles: node.known_hosts
-      ? [node.known_hosts]
-      : (one('userknownhostsfile') ?? '~/.ssh/known_hosts').split(/\s+/).map((p) => expandTilde(p, home)),
+    knownHostsFiles: node.known_hosts ? [node.known_hosts] : (one('userknownhostsfile') ?? '~/.ssh/known_hosts').split(/\s+/).map((p) => expandTilde(p, home)),
     hostKeyAlias: one('hostkeyalias'),
     agentSocket: agent && agent !== 'none' && agent !== 'SSH_AUTH_SOCK' ? expandTilde(agent, home) : env.SSH_AUTH_SOCK,
     connectTimeoutSeconds: node.connect_timeout_seconds,

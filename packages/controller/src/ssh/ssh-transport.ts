@@ -73,9 +73,14 @@ export async function openSshTransport({ node, target, acceptNew }: SshOptions):
   const known = await readKnownHosts(target.knownHostsFiles);
   const keys = await loadKeys(target.identityFiles, node);
   if (keys.length === 0 && !target.agentSocket) {
-    throw new SshError(node, 'auth', `no usable identity: none of ${target.identityFiles.join(', ') || '(no identity files)'} can be read without a passphrase, and no ssh-agent is running`, {
-      hint: 'set identity_file for the node, or start ssh-agent and add the key',
-    });
+    throw new SshError(
+      node,
+      'auth',
+      `no usable identity: none of ${target.identityFiles.join(', ') || '(no identity files)'} can be read without a passphrase, and no ssh-agent is running`,
+      {
+        hint: 'set identity_file for the node, or start ssh-agent and add the key',
+      },
+    );
   }
   const auth: (PublicKeyAuthMethod | AgentAuthMethod)[] = [
     ...keys.map((key) => ({ type: 'publickey' as const, username: target.user, key })),
@@ -113,16 +118,20 @@ export async function openSshTransport({ node, target, acceptNew }: SshOptions):
     client.once('error', (error: Error & { level?: string; code?: string }) => {
       if (rejection) return reject(rejection);
       if (error.level === 'client-authentication') {
-        return reject(new SshError(node, 'auth', `${target.user}@${target.host}:${target.port} refused every key we offered`, {
-          hint: 'check identity_file and that its public key is in the node user\'s authorized_keys',
-          cause: error,
-        }));
+        return reject(
+          new SshError(node, 'auth', `${target.user}@${target.host}:${target.port} refused every key we offered`, {
+            hint: "check identity_file and that its public key is in the node user's authorized_keys",
+            cause: error,
+          }),
+        );
       }
       const reason = error.code ?? error.message;
-      reject(new SshError(node, 'connect', `cannot connect to ${target.host}:${target.port}: ${reason}`, {
-        hint: 'check that the node is up and host/port in nodes.json are right',
-        cause: error,
-      }));
+      reject(
+        new SshError(node, 'connect', `cannot connect to ${target.host}:${target.port}: ${reason}`, {
+          hint: 'check that the node is up and host/port in nodes.json are right',
+          cause: error,
+        }),
+      );
     });
     // A link cut during the handshake may end with a close and no error.
     client.once('close', () => reject(rejection ?? new SshError(node, 'connect', `connection to ${target.host}:${target.port} closed during the handshake`)));
@@ -168,7 +177,8 @@ function execRemote(client: Client, node: string, argv: readonly string[], optio
       stream.stderr.on('data', (c: Buffer) => err.push(c));
       stream.on('close', () => {
         // No exit status at all: the command did not end, the connection did.
-        if (code === null && signal === undefined) return reject(link.lost ?? new SshError(node, 'transfer', 'the connection dropped before the remote command finished'));
+        if (code === null && signal === undefined)
+          return reject(link.lost ?? new SshError(node, 'transfer', 'the connection dropped before the remote command finished'));
         resolve({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') });
       });
       stream.on('error', (e: Error) => reject(new SshError(node, 'transfer', e.message, { cause: e })));

@@ -28,7 +28,10 @@ export interface NodeTransport {
 }
 
 export function lastLine(text: string): string {
-  const lines = text.trim().split('\n').filter((l) => l.trim() !== '');
+  const lines = text
+    .trim()
+    .split('\n')
+    .filter((l) => l.trim() !== '');
   return (lines.at(-1) ?? '').trim();
 }
 

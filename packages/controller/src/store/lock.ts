@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { BusyError, processAlive } from '@gsync/core';
 import type { Store } from './store.js';
 
@@ -18,11 +19,11 @@ export const LOCK_WAIT_MS = 15_000;
  * up to `waitMs`, then fail with BusyError.
  */
 export async function acquireLock(store: Store, name: string, what: string, options: LockOptions): Promise<() => Promise<void>> {
-  const deadline = Date.now() + (options.waitMs ?? 0);
+  const deadline = performance.now() + (options.waitMs ?? 0);
   for (;;) {
     const owner = store.tryLock(name, options.pid, processAlive);
     if (owner === undefined) return async () => store.unlock(name, options.pid);
-    if (Date.now() >= deadline) {
+    if (performance.now() >= deadline) {
       throw new BusyError(`${what} is in use by another gsync-ctl (pid ${owner})`, { hint: 'wait for it to finish, then run again' });
     }
     await new Promise((r) => setTimeout(r, 100 + Math.random() * 100));

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -75,16 +76,15 @@ export interface EventRow {
   data: string | null;
 }
 
-
 function untilNotBusy<T>(fn: () => T, timeoutMs = 15_000): T {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   for (;;) {
     try {
       return fn();
     } catch (error) {
       const code = (error as { code?: string }).code ?? '';
       if (!code.startsWith('SQLITE_BUSY') && !code.startsWith('SQLITE_LOCKED')) throw error;
-      if (Date.now() > deadline) throw error;
+      if (performance.now() > deadline) throw error;
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20 + Math.random() * 30);
     }
   }
@@ -140,7 +140,18 @@ export class Store {
            VALUES (@project, @task_id, @node, @branch, @seq, @base_ref, @base_commit, @spec_title, @spec_sha256, @state, @created_at,
                    @spec_text, @spec_files, @resolves, @merge_head, @dispatch_pid, @retry_of)`,
         )
-        .run({ spec_text: null, spec_files: null, resolves: null, merge_head: null, dispatch_pid: null, retry_of: null, ...row, state: 'dispatching', seq, created_at: this.timestamp() });
+        .run({
+          spec_text: null,
+          spec_files: null,
+          resolves: null,
+          merge_head: null,
+          dispatch_pid: null,
+          retry_of: null,
+          ...row,
+          state: 'dispatching',
+          seq,
+          created_at: this.timestamp(),
+        });
       return this.getTask(row.project, row.task_id)!;
     });
     return untilNotBusy(() => insert.immediate());
@@ -186,7 +197,7 @@ export class Store {
   }
 
   updateTask(project: string, taskId: string, fields: TaskFields): void {
-    if ('state' in fields) throw new Error('a task\'s state changes only through transition()');
+    if ('state' in fields) throw new Error("a task's state changes only through transition()");
     this.writeFields(project, taskId, fields);
   }
 
@@ -205,7 +216,14 @@ export class Store {
    * Moves a task to `to` with its fields and its event, in one write transaction;
    * `allowed` says whether the move from the state it is in now is legal. Returns the row as written.
    */
-  moveTask(project: string, taskId: string, to: TaskState, fields: TaskFields, event: Omit<NewEvent, 'project' | 'task_id'>, allowed: (from: TaskState, to: TaskState) => boolean): TaskRow {
+  moveTask(
+    project: string,
+    taskId: string,
+    to: TaskState,
+    fields: TaskFields,
+    event: Omit<NewEvent, 'project' | 'task_id'>,
+    allowed: (from: TaskState, to: TaskState) => boolean,
+  ): TaskRow {
     const move = this.db.transaction(() => {
       const row = this.getTask(project, taskId);
       if (!row) throw new Error(`task ${taskId} of ${project} does not exist`);
