@@ -385,12 +385,12 @@ describe('command lines for the node shell', () => {
     };
   }
 
-  /** remote.ts reads only name, work_root and node_bin; the rest of the config does not matter here. */
+  /** node-api/ reads only name, work_root and node_bin; the rest of the config does not matter here. */
   function nodeConfig(workRoot: string): NodeConfig {
     return { name: 'n1', transport: 'ssh', work_root: workRoot, node_bin: fakeNode } as NodeConfig;
   }
 
-  it('every remote.ts operation reaches the node with its argv intact, project, task ids and work root included', async () => {
+  it('every node-api operation reaches the node with its argv intact, project, task ids and work root included', async () => {
     const home = join(sandbox, 'remote-home');
     const argvOut = join(sandbox, 'remote-argv');
     const { transport, sent } = await shellTransport(home, argvOut);
