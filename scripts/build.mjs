@@ -1,7 +1,10 @@
 // Builds the two CLIs: gsync-node as one self-contained file (it is copied to
 // nodes that have only node and git), gsync-ctl with its npm dependencies external.
 import { build } from 'esbuild';
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 const root = new URL('..', import.meta.url);
 const version = JSON.parse(readFileSync(new URL('packages/node/package.json', root), 'utf8')).version;
@@ -24,10 +27,20 @@ await build({
   target: 'node18',
 });
 
+// The controller learns the shipped file's identity from this record instead of starting it on every dispatch.
+const nodeFile = new URL('packages/node/dist/gsync-node.mjs', root);
+const hello = JSON.parse(execFileSync(process.execPath, [fileURLToPath(nodeFile), 'hello'], { encoding: 'utf8' }));
+const digest = createHash('sha256').update(readFileSync(nodeFile)).digest('hex');
+writeFileSync(new URL('packages/node/dist/gsync-node.json', root), `${JSON.stringify({ version: hello.version, protocol: hello.protocol, sha256: digest })}\n`);
+
+// Split at the commands' dynamic imports: a command loads only what it needs (status never loads ssh2).
 await build({
   ...shared,
-  entryPoints: ['packages/controller/src/entry.ts'],
-  outfile: 'packages/controller/dist/gsync-ctl.mjs',
+  entryPoints: { 'gsync-ctl': 'packages/controller/src/entry.ts' },
+  outdir: 'packages/controller/dist',
+  outExtension: { '.js': '.mjs' },
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
   target: 'node20',
   external: ['better-sqlite3', 'ssh2', 'cpu-features'],
 });

@@ -69,7 +69,7 @@ describe('Plan B over real SSH', () => {
     expect([b.task_id, b.node, b.branch]).toEqual(['S02', 'n2', 'task/shop-S02-n2']);
     // The task dir landed where the protocol says, owned by the node's own user.
     const taskDir = join(world.node('n1').home, 'dispatch/shop/tasks/S01');
-    expect(readdirSync(taskDir)).toEqual(expect.arrayContaining(['task.json', 'spec.md', 'base.bundle', 'status.json']));
+    expect(readdirSync(taskDir)).toEqual(expect.arrayContaining(['task.json', 'spec.md', 'status.json']));
 
     const report = await pullBundles(ctx, { project: 'shop', wait: true, interval: 0.2, timeout: 60 });
     expect(report.exit_code).toBe(0);

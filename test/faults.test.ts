@@ -97,6 +97,11 @@ describe('transfers cut or stalled on the way', () => {
     const { repo, ctx, specs, configDir } = setup('up');
     const cuts = offsets(230 * 1024, 12);
     for (const [i, at] of cuts.entries()) {
+      // The node's object cache holds every earlier base: new content on main makes each upload worth cutting.
+      if (i > 0) {
+        writeFileSync(join(repo.dir, 'base.bin'), randomBytesOf(200 * 1024, `base-up-${i}`));
+        repo.commitAll(`more to send ${i}`);
+      }
       proxy.plan({ cutAfterBytes: { direction: 'up', bytes: at } });
       const r = await dispatch(ctx, { project: 'up', spec: specFile(specs, `${i}.md`, `# task ${i}\nwrite out/${i}.txt cut at ${at}\n`) });
       expect(r.task_id).toBe(`S${String(i + 1).padStart(2, '0')}`);

@@ -1,7 +1,7 @@
 import { Chalk } from 'chalk';
 import { join } from 'node:path';
 import yargs from 'yargs';
-import { BusyError, ConfigError, GsyncError, SshError, UsageError, errorMessage } from '@gsync/core';
+import { BusyError, ConfigError, GsyncError, SshError, UsageError, errorMessage } from '@gsync/core/errors';
 import type { Context } from './context.js';
 import { EXIT } from './exit-codes.js';
 import { renderEvent, renderForecast, renderRunSummary, renderStatus } from './render.js';

@@ -44,7 +44,11 @@ export const TaskManifest = z.object({
    * base bundle) into the base, and the agent resolves what conflicts.
    */
   merge: z.object({ ref: fullRef, commit: sha1 }).optional(),
-  bundle: FileRef,
+  /**
+   * The code: a bundle of the base (and the merged branch) minus what the node's object
+   * cache already holds. Absent when the cache holds all of it already.
+   */
+  bundle: FileRef.optional(),
   spec: z.object({ name: z.literal(FILES.spec), sha256, title: z.string() }),
   agent: z.object({
     argv: z.array(z.string()).min(1),

@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { extract } from 'tar-stream';
 import { FILES, ProtocolError, TaskManifest, sha256, sha256File } from '@gsync/core';
+import { cacheDir, receiveIntoCache } from './cache.js';
 import { taskDir, taskPaths, tasksRoot } from './paths.js';
 import { setState } from './status.js';
 
@@ -21,8 +22,10 @@ export interface AcceptOptions {
 
 export interface AcceptResult {
   taskDir: string;
-  /** False when the same task had already been accepted (a re-run after a lost answer). */
+  /** False when the same task had already been accepted (a re-run after a lost answer), or not at all (need_full). */
   created: boolean;
+  /** Set when the object cache lacks what the bundle builds on: nothing was kept, send the whole history. */
+  need_full?: string;
 }
 
 /** Writes the three files of the tar stream into `dir`, refusing anything else. */
@@ -51,7 +54,7 @@ async function unpack(input: Readable, dir: string, maxBytes: number): Promise<v
     tar.on('error', reject);
   });
   await Promise.all([pipeline(input, tar), done]);
-  for (const name of ACCEPTED) if (!seen.has(name)) throw new ProtocolError(`the task stream has no ${name}`);
+  for (const name of [FILES.manifest, FILES.spec]) if (!seen.has(name)) throw new ProtocolError(`the task stream has no ${name}`);
 }
 
 async function verify(dir: string, project: string, taskId: string): Promise<TaskManifest> {
@@ -63,8 +66,15 @@ async function verify(dir: string, project: string, taskId: string): Promise<Tas
   if (manifest.project !== project || manifest.task_id !== taskId) {
     throw new ProtocolError(`${FILES.manifest} is for ${manifest.project}/${manifest.task_id}, not ${project}/${taskId}`);
   }
-  const size = (await stat(paths.baseBundle)).size;
-  if (size !== manifest.bundle.size || (await sha256File(paths.baseBundle)) !== manifest.bundle.sha256) {
+  const size = await stat(paths.baseBundle).then(
+    (s) => s.size,
+    () => undefined,
+  );
+  if (manifest.bundle === undefined) {
+    if (size !== undefined) throw new ProtocolError(`the task stream has a ${FILES.baseBundle} its manifest does not announce`);
+  } else if (size === undefined) {
+    throw new ProtocolError(`the task stream has no ${FILES.baseBundle}`);
+  } else if (size !== manifest.bundle.size || (await sha256File(paths.baseBundle)) !== manifest.bundle.sha256) {
     throw new ProtocolError(`${FILES.baseBundle} does not match its manifest (size or sha256): the transfer was damaged`);
   }
   if (sha256(await readFile(paths.spec)) !== manifest.spec.sha256) {
@@ -73,10 +83,13 @@ async function verify(dir: string, project: string, taskId: string): Promise<Tas
   return manifest;
 }
 
+/** The same task, whatever code came with it: a re-send may carry less once the first copy reached the cache. */
 async function sameManifest(dir: string, incoming: string): Promise<boolean> {
   try {
-    const [a, b] = await Promise.all([readFile(join(dir, FILES.manifest)), readFile(join(incoming, FILES.manifest))]);
-    return a.equals(b);
+    const [a, b] = await Promise.all([readFile(join(dir, FILES.manifest), 'utf8'), readFile(join(incoming, FILES.manifest), 'utf8')]);
+    const { bundle: _a, ...first } = JSON.parse(a) as Record<string, unknown>;
+    const { bundle: _b, ...second } = JSON.parse(b) as Record<string, unknown>;
+    return JSON.stringify(first) === JSON.stringify(second);
   } catch {
     return false;
   }
@@ -93,8 +106,9 @@ async function sweepAbandoned(root: string): Promise<void> {
 }
 
 /**
- * Receives a task as a tar stream of task.json, spec.md and base.bundle. It is
- * unpacked and verified in a hidden temp dir and renamed into place only when
+ * Receives a task as a tar stream of task.json, spec.md and (unless the object
+ * cache holds it all) base.bundle. It is unpacked and verified in a hidden temp
+ * dir, its code fetched into the cache, and the dir renamed into place only when
  * whole, so the task dir either exists complete or not at all.
  */
 export async function acceptTask(options: AcceptOptions): Promise<AcceptResult> {
@@ -106,7 +120,7 @@ export async function acceptTask(options: AcceptOptions): Promise<AcceptResult> 
   await mkdir(incoming);
   try {
     await unpack(options.input, incoming, options.maxBytes);
-    await verify(incoming, options.project, options.taskId);
+    const manifest = await verify(incoming, options.project, options.taskId);
     const exists = await stat(dir).then(
       () => true,
       () => false,
@@ -115,6 +129,11 @@ export async function acceptTask(options: AcceptOptions): Promise<AcceptResult> 
       if (await sameManifest(dir, incoming)) return { taskDir: dir, created: false };
       throw new ProtocolError(`task ${options.taskId} of ${options.project} already exists on this node with another manifest`);
     }
+    // The code goes into the project's object cache; the task dir keeps no copy of it.
+    const bundle = manifest.bundle ? join(incoming, FILES.baseBundle) : undefined;
+    const cache = await receiveIntoCache(cacheDir(options.workRoot, options.project), manifest, bundle);
+    if (cache.kind === 'need-full') return { taskDir: dir, created: false, need_full: cache.reason };
+    if (bundle) await rm(bundle);
     await setState(join(incoming, FILES.status), 'received');
     await rename(incoming, dir);
     return { taskDir: dir, created: true };

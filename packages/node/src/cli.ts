@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { once } from 'node:events';
 import { FILES, PROTOCOL_VERSION, errorMessage, gitOps } from '@gsync/core';
 import { acceptTask } from './accept.js';
+import { cacheDir, cachedCommits } from './cache.js';
 import { taskDir, taskPaths } from './paths.js';
 import { reportTasks } from './report.js';
 import { runTask } from './run.js';
@@ -18,7 +19,7 @@ const SENDABLE = new Set<string>([FILES.resultBundle, FILES.result, FILES.status
 
 const USAGE = `gsync-node ${VERSION} (protocol ${PROTOCOL_VERSION})
 usage:
-  gsync-node hello
+  gsync-node hello [--work-root DIR --project P]   (with a project: the commits its object cache holds)
   gsync-node accept --work-root DIR --project P --task ID [--start] [--max-bytes N]   (task tar on stdin)
   gsync-node run --task-dir DIR
   gsync-node start --task-dir DIR
@@ -76,7 +77,9 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
       const self = createHash('sha256')
         .update(await readFile(io.self))
         .digest('hex');
-      out({ version: VERSION, protocol: PROTOCOL_VERSION, sha256: self, node: process.version, git: gitVersion });
+      // With a project: the commits its object cache holds, so the controller sends only the rest.
+      const cache = values.project && values['work-root'] ? await cachedCommits(cacheDir(values['work-root'], values.project)) : undefined;
+      out({ version: VERSION, protocol: PROTOCOL_VERSION, sha256: self, node: process.version, git: gitVersion, ...(cache ? { cache } : {}) });
       return 0;
     }
     case 'accept': {
@@ -89,7 +92,7 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
         input: io.stdin as unknown as import('node:stream').Readable,
         maxBytes: values['max-bytes'] ? Number(values['max-bytes']) : 8 * 1024 ** 3,
       });
-      const start = values.start ? await startTask(result.taskDir, io.self, io.env) : undefined;
+      const start = values.start && !result.need_full ? await startTask(result.taskDir, io.self, io.env) : undefined;
       out({ ...result, start });
       return 0;
     }

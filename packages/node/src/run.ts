@@ -1,4 +1,4 @@
-import { lstat, mkdir, readFile, readlink, rm, stat } from 'node:fs/promises';
+import { lstat, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   FILES,
@@ -19,6 +19,7 @@ import {
   type TaskResult,
   type TaskStatus,
 } from '@gsync/core';
+import { cacheOfTask, taskRefs } from './cache.js';
 import { taskPaths, type TaskPaths } from './paths.js';
 import { readStatus, setState } from './status.js';
 
@@ -34,34 +35,21 @@ export async function readManifest(paths: TaskPaths): Promise<TaskManifest> {
   return parsed.data;
 }
 
-/** Checks the base bundle against the manifest before git reads a byte of it. */
-async function verifyBaseBundle(paths: TaskPaths, manifest: TaskManifest): Promise<void> {
-  const size = (await stat(paths.baseBundle)).size;
-  if (size !== manifest.bundle.size) {
-    throw new ProtocolError(`${FILES.baseBundle} is ${size} bytes, the manifest says ${manifest.bundle.size}`);
-  }
-  if ((await sha256File(paths.baseBundle)) !== manifest.bundle.sha256) {
-    throw new ProtocolError(`${FILES.baseBundle} does not match the sha256 in the manifest`);
-  }
-}
-
-/** Clones the base bundle onto the task branch; for a conflict resolution, starts the merge. Returns the conflicted paths. */
-async function prepareRepo(paths: TaskPaths, manifest: TaskManifest): Promise<string[]> {
+/**
+ * Checks the task out as a worktree of the project's object cache, on the task branch
+ * at the base; for a conflict resolution, starts the merge. Returns the conflicted paths.
+ * A checkout left by an interrupted run is replaced.
+ */
+async function prepareRepo(paths: TaskPaths, manifest: TaskManifest, cache: string): Promise<string[]> {
   await rm(paths.repo, { recursive: true, force: true });
-  await mkdir(paths.repo);
-  await gitOps.initRepo(paths.repo, 'gsync-unborn');
-  const refspecs = [`${manifest.base.ref}:refs/gsync/base`];
-  if (manifest.merge) refspecs.push(`${manifest.merge.ref}:refs/gsync/merge`);
-  await gitOps.fetchRefs(paths.repo, paths.baseBundle, refspecs);
-  const base = await gitOps.resolveCommit(paths.repo, 'refs/gsync/base');
-  if (base !== manifest.base.commit) {
-    throw new ProtocolError(`the base bundle holds ${base ?? 'nothing'} for ${manifest.base.ref}, the manifest says ${manifest.base.commit}`);
-  }
+  await gitOps.git(cache, ['worktree', 'prune']);
+  const refs = taskRefs(manifest.task_id);
+  await gitOps.git(cache, ['worktree', 'add', '-q', '--detach', paths.repo, refs.base]);
   await gitOps.checkoutNewBranch(paths.repo, manifest.branch, manifest.base.commit);
   if (!manifest.merge) return [];
-  const other = await gitOps.resolveCommit(paths.repo, 'refs/gsync/merge');
+  const other = await gitOps.resolveCommit(paths.repo, refs.merge);
   if (other !== manifest.merge.commit) {
-    throw new ProtocolError(`the base bundle holds ${other ?? 'nothing'} for ${manifest.merge.ref}, the manifest says ${manifest.merge.commit}`);
+    throw new ProtocolError(`the object cache holds ${other ?? 'nothing'} for ${manifest.merge.ref}, the manifest says ${manifest.merge.commit}`);
   }
   await gitOps.mergeNoCommit(paths.repo, other, identity(manifest));
   return gitOps.unmergedPaths(paths.repo);
@@ -217,8 +205,7 @@ export async function runTask(options: RunOptions): Promise<TaskStatus> {
   try {
     const manifest = await readManifest(paths);
     await step('preparing', { pid: process.pid, started_at: started });
-    await verifyBaseBundle(paths, manifest);
-    const conflicted = await prepareRepo(paths, manifest);
+    const conflicted = await prepareRepo(paths, manifest, cacheOfTask(paths.dir));
     failpoint('node:after-prepare');
     await step('running');
 

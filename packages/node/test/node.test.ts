@@ -25,9 +25,14 @@ async function node(argv: string[], stdin: Readable = Readable.from([])): Promis
 }
 
 /** A task as the controller sends it: task.json, spec.md and a bundle of main, as one tar. */
-function taskTar(repo: GitRepo, spec: string, entries: { name: string; data: Buffer }[] = []): { tar: Readable; manifest: TaskManifest } {
+function taskTar(
+  repo: GitRepo,
+  spec: string,
+  entries: { name: string; data: Buffer }[] = [],
+  revs = ['refs/heads/main'],
+): { tar: Readable; manifest: TaskManifest } {
   const bundlePath = join(tempDir('gsync-bundle-'), 'base.bundle');
-  repo.git('bundle', 'create', '-q', bundlePath, 'refs/heads/main');
+  repo.git('bundle', 'create', '-q', bundlePath, ...revs);
   const bundle = readFileSync(bundlePath);
   const manifest: TaskManifest = {
     protocol: PROTOCOL_VERSION,
@@ -115,6 +120,26 @@ describe('gsync-node', () => {
     const other = await node(argv, taskTar(repo, 'Different\n').tar);
     expect(other.code).toBe(1);
     expect(readdirSync(tasksRoot(workRoot, 'proj'))).toEqual(['S01']);
+  });
+
+  it('asks for the whole history when its object cache lacks what a thin bundle builds on, and keeps nothing', async () => {
+    const repo = gitRepo();
+    repo.write('b.txt', 'second\n');
+    repo.commitAll('second');
+    const workRoot = tempDir('gsync-work-');
+    const argv = ['accept', '--work-root', workRoot, '--project', 'proj', '--task', 'S01', '--start'];
+    const r = await node(argv, taskTar(repo, 'Thin\n', [], ['refs/heads/main', '^main~1']).tar);
+    expect(r.code, r.stderr).toBe(0);
+    const answer = JSON.parse(r.stdout) as { created: boolean; need_full?: string; start?: unknown };
+    expect(answer).toMatchObject({ created: false });
+    expect(answer.need_full).toMatch(/lacks what the bundle builds on/);
+    expect(answer.start).toBeUndefined();
+    expect(readdirSync(tasksRoot(workRoot, 'proj')).filter((f) => !f.startsWith('.'))).toEqual([]);
+    // The whole history then goes into the cache, and a later task with no bundle at all builds on it.
+    const full = await node(argv.slice(0, -1), taskTar(repo, 'Full\n').tar);
+    expect(JSON.parse(full.stdout)).toMatchObject({ created: true });
+    const hello = JSON.parse((await node(['hello', '--work-root', workRoot, '--project', 'proj'])).stdout) as { cache: string[] };
+    expect(hello.cache).toEqual([repo.head()]);
   });
 
   it('refuses a task stream with any other entry, and leaves no task dir behind', async () => {

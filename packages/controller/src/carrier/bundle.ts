@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FILES, ProtocolError, errorMessage, failpoint, gitOps, sha256File } from '@gsync/core';
+import { FILES, ProtocolError, errorMessage, failpoint, git, gitOps, sha256File } from '@gsync/core';
 import { fetchTaskFile } from '../node-api/calls.js';
 import { headerProblem, readBundleHeader } from '../result/bundle-header.js';
 import { downloadVerified } from '../result/download.js';
@@ -10,8 +10,9 @@ import type { Carrier, CodeParcel, IncomingResult, OutgoingCode, Receipt } from 
 
 /**
  * Plan B: code travels as git bundles over the SSH connection itself. Out goes a
- * bundle of main (and, for a resolution, the conflicted branch); back comes
- * result.bundle, the task branch minus the base, read with `gsync-node send`.
+ * bundle of main (and, for a resolution, the conflicted branch) minus what the node's
+ * object cache holds; back comes result.bundle, the task branch minus the base, read
+ * with `gsync-node send`.
  */
 export const bundleCarrier: Carrier = {
   mode: 'bundle',
@@ -19,12 +20,31 @@ export const bundleCarrier: Carrier = {
   receive: receiveBundle,
 };
 
-async function sendBundle({ project, base, merge }: OutgoingCode): Promise<CodeParcel> {
+/** The commits of `offered` that this repository has: what a thin bundle may leave out. */
+async function knownCommits(repo: string, offered: readonly string[]): Promise<string[]> {
+  const candidates = offered.filter((c) => /^[0-9a-f]{40}$/.test(c));
+  if (candidates.length === 0) return [];
+  const r = await git(repo, ['cat-file', '--batch-check=%(objecttype)'], { input: `${candidates.join('\n')}\n` });
+  const types = r.stdout.split('\n');
+  return candidates.filter((_, i) => types[i] === 'commit');
+}
+
+/**
+ * A bundle of main (and the merged branch) minus what the node's cache holds; no
+ * bundle at all when the cache holds everything already.
+ */
+async function sendBundle({ project, base, merge, nodeHas }: OutgoingCode): Promise<CodeParcel> {
+  const repo = project.repo_local;
+  const tips = [base.ref, ...(merge ? [merge.ref] : [])];
+  const exclude = (await knownCommits(repo, nodeHas)).map((c) => `^${c}`);
+  if (exclude.length > 0 && (await gitOps.countCommits(repo, [...tips, ...exclude])) === 0) {
+    return { manifest: {}, files: [], bytes: 0, dispose: async () => {} };
+  }
   const temp = await mkdtemp(join(tmpdir(), 'gsync-dispatch-'));
   const dispose = () => rm(temp, { recursive: true, force: true });
   try {
     const path = join(temp, FILES.baseBundle);
-    await gitOps.createBundle(project.repo_local, path, [base.ref, ...(merge ? [merge.ref] : [])]);
+    await gitOps.createBundle(repo, path, [...tips, ...exclude]);
     const size = (await stat(path)).size;
     return {
       manifest: { bundle: { name: FILES.baseBundle, size, sha256: await sha256File(path) } },

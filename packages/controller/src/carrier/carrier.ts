@@ -10,9 +10,9 @@ import { bundleCarrier } from './bundle.js';
  * How code travels between the controller and a node: the one seam the sync modes
  * plug into. Its two halves are the only code that knows the mode:
  *
- * - `send` makes a task's code ready to go out, once per dispatch, before the node is
- *   reached: what task.json says about it, and the files that travel with task.json
- *   and spec.md in the node's `accept` call.
+ * - `send` makes a task's code ready to go out to a node, given what the node says it
+ *   already holds: what task.json says about it, and the files that travel with
+ *   task.json and spec.md in the node's `accept` call.
  * - `receive` brings a finished task's result back into a new quarantine and checks
  *   that what arrived is what result.json announced. Nothing enters the repository:
  *   the caller inspects the quarantine, then adopts or drops it.
@@ -31,6 +31,11 @@ export interface OutgoingCode {
   base: { ref: string; commit: string };
   /** A conflict resolution also carries the conflicted branch, which the node merges first. */
   merge?: { ref: string; commit: string } | undefined;
+  /**
+   * Commits the node says its object cache holds (never trusted: only those this
+   * repository also has are used, and a node that turns out to lack them asks for everything).
+   */
+  nodeHas: readonly string[];
 }
 
 export interface CodeParcel {

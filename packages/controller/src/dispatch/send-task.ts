@@ -1,4 +1,4 @@
-import { FILES, PROTOCOL_VERSION, SshError, errorMessage, failpoint, type TaskManifest } from '@gsync/core';
+import { FILES, PROTOCOL_VERSION, ProtocolError, SshError, errorMessage, failpoint, type TaskManifest } from '@gsync/core';
 import { carrierFor, type CodeParcel } from '../carrier/carrier.js';
 import { secretPolicy, type NodeConfig, type ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
@@ -73,99 +73,105 @@ export async function sendNewTask(session: Session, req: TaskToSend): Promise<Di
   failpoint('dispatch:after-reserve');
 
   const merge = req.resolves ? { ref: req.resolves.ref, commit: req.resolves.commit } : undefined;
-  let parcel: CodeParcel;
+  const created_at = ctx.now().toISOString();
+  const manifestFor = (parcel: CodeParcel): TaskManifest => ({
+    protocol: PROTOCOL_VERSION,
+    project: project.name,
+    task_id: taskId,
+    node: node.name,
+    branch,
+    base,
+    ...(merge ? { merge } : {}),
+    ...parcel.manifest,
+    spec: { name: FILES.spec, sha256: spec.sha256, title: spec.title },
+    agent: {
+      argv: req.agent,
+      timeout_seconds: project.agent_timeout_seconds ?? node.agent_timeout_seconds ?? config.agentTimeoutSeconds,
+      kill_grace_seconds: 5,
+    },
+    policy: secretPolicy(config, project),
+    created_at,
+  });
+  const at = { project: project.name, task_id: taskId, node: node.name };
+  for (const warning of warnings) session.log({ ...at, level: 'warn', kind: 'overlap_warning', message: `${taskId}: ${warning}` });
+  let reached = false;
   try {
-    parcel = await carrier.send({ project, base, merge });
-  } catch (error) {
-    store.deleteTask(project.name, taskId);
-    throw error;
-  }
-  try {
-    const manifest: TaskManifest = {
-      protocol: PROTOCOL_VERSION,
+    const retrying = (error: unknown, attempt: number, delayMs: number) => {
+      reached ||= mayHaveArrived(error);
+      session.log({
+        ...at,
+        level: 'warn',
+        kind: 'transfer_retry',
+        message: `${node.name}: ${errorMessage(error)}; sending ${taskId} again in ${delayMs / 1000} s (${attempt}/${config.transferRetries})`,
+      });
+    };
+    // The same manifest (but for the code) each time: a node that already has the task from a lost answer says so.
+    const { installed, answer, parcel } = await withNodeRetrying(session.connect, node, config.transferRetries, retrying, async (t) => {
+      const { installed, hello } = await ensureNodeTool(t, node, tool, project.name);
+      if (installed) session.log({ ...at, level: 'info', kind: 'node_tool_installed', message: `installed gsync-node ${tool.version} on ${node.name}` });
+      const deliver = async (nodeHas: readonly string[]) => {
+        const parcel = await carrier.send({ project, base, merge, nodeHas });
+        try {
+          const manifest = manifestFor(parcel);
+          const answer = await acceptTask(t, node, project.name, taskId, [
+            { name: FILES.manifest, data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`) },
+            { name: FILES.spec, data: spec.data },
+            ...parcel.files,
+          ]);
+          return { answer, parcel: { bytes: parcel.bytes, bundle: manifest.bundle } };
+        } finally {
+          await parcel.dispose();
+        }
+      };
+      let sent = await deliver(hello.cache ?? []);
+      if (sent.answer.need_full) {
+        // The node's cache does not hold what it said (deleted, pruned, damaged): never trusted, everything goes again.
+        session.log({ ...at, level: 'warn', kind: 'cache_miss', message: `${node.name}: ${sent.answer.need_full}; sending the whole history` });
+        sent = await deliver([]);
+        if (sent.answer.need_full) throw new ProtocolError(`node ${node.name} refused the whole history of ${project.name}: ${sent.answer.need_full}`);
+      }
+      return { installed, ...sent };
+    });
+    failpoint('dispatch:after-send');
+    transition(
+      session,
+      at,
+      'dispatched',
+      { dispatched_at: store.timestamp(), node_state: answer.start?.state ?? 'received', dispatch_pid: null, last_seen_at: store.timestamp() },
+      {
+        level: 'info',
+        kind: 'dispatched',
+        message: `dispatched ${taskId} to ${node.name} on ${branch} (base ${base.commit.slice(0, 12)}, ${parcel.bytes} bytes of code)${req.resolves ? `, resolving ${req.resolves.task.task_id}` : ''}`,
+        data: { base: base.commit, bundle: parcel.bundle, pid: answer.start?.pid, resolves: req.resolves?.task.task_id, files },
+      },
+    );
+    if (req.resolves) store.updateTask(project.name, req.resolves.task.task_id, { resolved_by: taskId });
+    return {
       project: project.name,
       task_id: taskId,
       node: node.name,
       branch,
-      base,
-      ...(merge ? { merge } : {}),
-      ...parcel.manifest,
-      spec: { name: FILES.spec, sha256: spec.sha256, title: spec.title },
-      agent: {
-        argv: req.agent,
-        timeout_seconds: project.agent_timeout_seconds ?? node.agent_timeout_seconds ?? config.agentTimeoutSeconds,
-        kill_grace_seconds: 5,
-      },
-      policy: secretPolicy(config, project),
-      created_at: ctx.now().toISOString(),
+      base_commit: base.commit,
+      bundle_bytes: parcel.bytes,
+      tool_installed: installed,
+      warnings,
+      ...(req.resolves ? { resolves: req.resolves.task.task_id } : {}),
     };
-    const at = { project: project.name, task_id: taskId, node: node.name };
-    let reached = false;
-    for (const warning of warnings) session.log({ ...at, level: 'warn', kind: 'overlap_warning', message: `${taskId}: ${warning}` });
-    try {
-      const retrying = (error: unknown, attempt: number, delayMs: number) => {
-        reached ||= mayHaveArrived(error);
-        session.log({
-          ...at,
-          level: 'warn',
-          kind: 'transfer_retry',
-          message: `${node.name}: ${errorMessage(error)}; sending ${taskId} again in ${delayMs / 1000} s (${attempt}/${config.transferRetries})`,
-        });
-      };
-      // The same manifest each time: a node that already has the task from a lost answer says so instead of refusing.
-      const { installed, answer } = await withNodeRetrying(session.connect, node, config.transferRetries, retrying, async (t) => {
-        const { installed } = await ensureNodeTool(t, node, tool);
-        if (installed) session.log({ ...at, level: 'info', kind: 'node_tool_installed', message: `installed gsync-node ${tool.version} on ${node.name}` });
-        const answer = await acceptTask(t, node, project.name, taskId, [
-          { name: FILES.manifest, data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`) },
-          { name: FILES.spec, data: spec.data },
-          ...parcel.files,
-        ]);
-        return { installed, answer };
+  } catch (error) {
+    if (reached || mayHaveArrived(error)) {
+      // The link failed: the node may hold the task with only its answer lost. The row stays
+      // `dispatching` without an owner, and the next dispatch or pull settles it with the node.
+      store.updateTask(project.name, taskId, { dispatch_pid: null });
+      session.log({
+        ...at,
+        level: 'error',
+        kind: 'dispatch_failed',
+        message: `dispatch of ${taskId} to ${node.name} failed: ${errorMessage(error)}; the next dispatch or pull asks ${node.name} whether it arrived`,
       });
-      failpoint('dispatch:after-send');
-      transition(
-        session,
-        at,
-        'dispatched',
-        { dispatched_at: store.timestamp(), node_state: answer.start?.state ?? 'received', dispatch_pid: null, last_seen_at: store.timestamp() },
-        {
-          level: 'info',
-          kind: 'dispatched',
-          message: `dispatched ${taskId} to ${node.name} on ${branch} (base ${base.commit.slice(0, 12)}, ${parcel.bytes} bytes)${req.resolves ? `, resolving ${req.resolves.task.task_id}` : ''}`,
-          data: { base: base.commit, bundle: manifest.bundle, pid: answer.start?.pid, resolves: req.resolves?.task.task_id, files },
-        },
-      );
-      if (req.resolves) store.updateTask(project.name, req.resolves.task.task_id, { resolved_by: taskId });
-      return {
-        project: project.name,
-        task_id: taskId,
-        node: node.name,
-        branch,
-        base_commit: base.commit,
-        bundle_bytes: parcel.bytes,
-        tool_installed: installed,
-        warnings,
-        ...(req.resolves ? { resolves: req.resolves.task.task_id } : {}),
-      };
-    } catch (error) {
-      if (reached || mayHaveArrived(error)) {
-        // The link failed: the node may hold the task with only its answer lost. The row stays
-        // `dispatching` without an owner, and the next dispatch or pull settles it with the node.
-        store.updateTask(project.name, taskId, { dispatch_pid: null });
-        session.log({
-          ...at,
-          level: 'error',
-          kind: 'dispatch_failed',
-          message: `dispatch of ${taskId} to ${node.name} failed: ${errorMessage(error)}; the next dispatch or pull asks ${node.name} whether it arrived`,
-        });
-      } else {
-        store.deleteTask(project.name, taskId);
-        session.log({ ...at, level: 'error', kind: 'dispatch_failed', message: `dispatch of ${taskId} to ${node.name} failed: ${errorMessage(error)}` });
-      }
-      throw error;
+    } else {
+      store.deleteTask(project.name, taskId);
+      session.log({ ...at, level: 'error', kind: 'dispatch_failed', message: `dispatch of ${taskId} to ${node.name} failed: ${errorMessage(error)}` });
     }
-  } finally {
-    await parcel.dispose();
+    throw error;
   }
 }

@@ -18,6 +18,8 @@ export type TaskFile = { name: string; data: Buffer } | { name: string; path: st
 const AcceptAnswer = z.object({
   taskDir: z.string(),
   created: z.boolean(),
+  /** The node's object cache lacks what the bundle builds on: nothing was kept, send everything. */
+  need_full: z.string().max(4000).optional(),
   start: z.object({ started: z.boolean(), pid: z.number().optional(), state: z.string() }).optional(),
 });
 export type AcceptAnswer = z.infer<typeof AcceptAnswer>;

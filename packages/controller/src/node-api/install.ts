@@ -25,11 +25,16 @@ const Hello = z.object({
   sha256: z.string(),
   node: z.string(),
   git: z.string().nullable(),
+  /** Asked with a project: the commits its object cache on the node holds, newest first. */
+  cache: z
+    .array(z.string().regex(/^[0-9a-f]{40}$/))
+    .max(1000)
+    .optional(),
 });
 export type Hello = z.infer<typeof Hello>;
 
-async function hello(t: NodeTransport, node: NodeConfig): Promise<Hello | undefined> {
-  const r = await t.exec([node.node_bin, toolPath(node), 'hello']);
+async function hello(t: NodeTransport, node: NodeConfig, project: string | undefined): Promise<Hello | undefined> {
+  const r = await t.exec([node.node_bin, toolPath(node), 'hello', ...(project ? ['--work-root', node.work_root, '--project', project] : [])]);
   if (r.code === 127) {
     throw new SshError(node.name, 'remote', `"${node.node_bin}" is not installed on the node (or not on its PATH)`, {
       hint: 'install Node.js 18 or newer there, or set node_bin for the node in nodes.json',
@@ -40,9 +45,12 @@ async function hello(t: NodeTransport, node: NodeConfig): Promise<Hello | undefi
   return parsed.success ? parsed.data : undefined;
 }
 
-/** Installs gsync-node when it is missing, older, or a different build of the same version. */
-export async function ensureNodeTool(t: NodeTransport, node: NodeConfig, tool: NodeTool): Promise<{ installed: boolean; hello: Hello }> {
-  let current = await hello(t, node).catch((error: unknown) => {
+/**
+ * Installs gsync-node when it is missing, older, or a different build of the same version.
+ * With a project, its hello also says what the project's object cache on the node holds.
+ */
+export async function ensureNodeTool(t: NodeTransport, node: NodeConfig, tool: NodeTool, project?: string): Promise<{ installed: boolean; hello: Hello }> {
+  let current = await hello(t, node, project).catch((error: unknown) => {
     if (error instanceof SyntaxError) return undefined;
     throw error;
   });
@@ -53,7 +61,7 @@ export async function ensureNodeTool(t: NodeTransport, node: NodeConfig, tool: N
     const script = 'umask 022 && mkdir -p "$(dirname "$1")" && cat > "$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"';
     const r = await t.exec(['sh', '-c', script, 'sh', toolPath(node)], { stdin: tool.data });
     if (r.code !== 0) throw failure(node.name, 'cannot install gsync-node', r);
-    current = await hello(t, node);
+    current = await hello(t, node, project);
     installed = true;
   }
   if (!current) throw new SshError(node.name, 'remote', `gsync-node does not run on the node with "${node.node_bin}" (Node.js 18 or newer is needed)`);

@@ -11,12 +11,28 @@ export interface NodeTool {
   data: Buffer;
 }
 
-/** Asks the file itself for its version, so the controller never disagrees with what it ships. */
+/** What the build wrote beside gsync-node.mjs: the file's own hello, and the sha256 it was given for. */
+async function buildIdentity(path: string, digest: string): Promise<{ version: string; protocol: number } | undefined> {
+  try {
+    const id = JSON.parse(await readFile(path.replace(/\.mjs$/, '.json'), 'utf8')) as { version?: unknown; protocol?: unknown; sha256?: unknown };
+    if (id.sha256 !== digest || typeof id.version !== 'string' || typeof id.protocol !== 'number') return undefined;
+    return { version: id.version, protocol: id.protocol };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The file and its identity: as the build recorded it (no process started), or, when
+ * that record is missing or for another build, as the file itself says, so the
+ * controller never disagrees with what it ships.
+ */
 export async function loadNodeTool(path: string): Promise<NodeTool> {
   const data = await readFile(path);
-  const { stdout } = await execa(process.execPath, [path, 'hello']);
-  const hello = JSON.parse(stdout) as { version: string; protocol: number };
-  return { path, version: hello.version, protocol: hello.protocol, sha256: sha256(data), data };
+  const digest = sha256(data);
+  const known = await buildIdentity(path, digest);
+  const hello = known ?? (JSON.parse((await execa(process.execPath, [path, 'hello'])).stdout) as { version: string; protocol: number });
+  return { path, version: hello.version, protocol: hello.protocol, sha256: digest, data };
 }
 
 /** a > b for dotted numeric versions (anything after the third number is ignored). */

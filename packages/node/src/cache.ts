@@ -1,0 +1,134 @@
+import { mkdir, open, rename, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { GitError, ProtocolError, gitOps, parseBundleHeader, type TaskManifest } from '@gsync/core';
+import { checkName } from '@gsync/core';
+import { expandHome } from './paths.js';
+
+/**
+ * The node's object cache: one bare repository per project that keeps every base
+ * and result it has seen, so the controller needs to send only what changed. Task
+ * checkouts are worktrees of it: they cost their files, the objects are shared, and
+ * a worktree's HEAD keeps what it uses safe from any gc of the cache.
+ */
+export function cacheDir(workRoot: string, project: string): string {
+  return join(expandHome(workRoot), checkName('project', project), 'cache.git');
+}
+
+/** The cache of the project a task dir belongs to (`<work_root>/<project>/tasks/<id>`). */
+export function cacheOfTask(taskDir: string): string {
+  return join(dirname(dirname(taskDir)), 'cache.git');
+}
+
+/** The refs that pin what a task was sent. */
+export function taskRefs(taskId: string): { base: string; merge: string } {
+  return { base: `refs/gsync/tasks/${taskId}/base`, merge: `refs/gsync/tasks/${taskId}/merge` };
+}
+
+/** At most this many commits are offered to the controller as already here. */
+const MAX_HAVES = 64;
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+export async function openCache(dir: string): Promise<void> {
+  if (await exists(join(dir, 'HEAD'))) return;
+  await mkdir(dir, { recursive: true });
+  await gitOps.git(dir, ['init', '-q', '--bare', '.']);
+  // Objects still used by a running task's worktree are safe from gc; an automatic gc in the middle of a fetch only costs time.
+  await gitOps.setConfig(dir, 'gc.auto', '0');
+}
+
+/**
+ * The commits the cache can vouch for, newest first: those its refs point to whose
+ * commit and tree are present. A missing or damaged cache has none, and the controller
+ * then sends everything again.
+ */
+export async function cachedCommits(dir: string): Promise<string[]> {
+  if (!(await exists(join(dir, 'HEAD')))) return [];
+  try {
+    const refs = await gitOps.git(dir, ['for-each-ref', '--sort=-committerdate', '--format=%(objectname)', 'refs/gsync/tasks/', 'refs/heads/']);
+    const commits = [...new Set(refs.stdout.split('\n').filter((l) => /^[0-9a-f]{40}$/.test(l)))].slice(0, MAX_HAVES);
+    if (commits.length === 0) return [];
+    const check = await gitOps.git(dir, ['cat-file', '--batch-check=%(objecttype)'], { input: `${commits.flatMap((c) => [c, `${c}^{tree}`]).join('\n')}\n` });
+    const types = check.stdout.split('\n');
+    return commits.filter((_, i) => types[2 * i] === 'commit' && types[2 * i + 1] === 'tree');
+  } catch (error) {
+    if (error instanceof GitError) return [];
+    throw error;
+  }
+}
+
+export type CacheOutcome = { kind: 'ready' } | { kind: 'need-full'; reason: string };
+
+/**
+ * Brings a task's code into the cache: fetches its bundle there (base and merged
+ * branch under the task's own refs), or, with no bundle, pins commits the cache
+ * already has. When the cache lacks what a thin bundle builds on, says so: the
+ * controller then sends the whole history.
+ */
+export async function receiveIntoCache(dir: string, manifest: TaskManifest, bundle: string | undefined): Promise<CacheOutcome> {
+  await openCache(dir);
+  const refs = taskRefs(manifest.task_id);
+  const wanted = [{ ref: refs.base, source: manifest.base }, ...(manifest.merge ? [{ ref: refs.merge, source: manifest.merge }] : [])];
+  if (bundle) {
+    const refspecs = wanted.map((w) => `+${w.source.ref}:${w.ref}`);
+    if (await hasPrerequisites(bundle)) {
+      // A thin bundle needs the cache to be what it claimed: anything amiss and the controller sends everything.
+      const verify = await gitOps.git(dir, ['bundle', 'verify', '-q', bundle], { okExitCodes: [1, 128] });
+      if (verify.exitCode !== 0) return { kind: 'need-full', reason: `the object cache lacks what the bundle builds on: ${firstLine(verify.stderr)}` };
+      try {
+        await gitOps.fetchRefs(dir, bundle, refspecs);
+      } catch (error) {
+        if (!(error instanceof GitError)) throw error;
+        return { kind: 'need-full', reason: `the object cache could not take the bundle: ${firstLine(error.stderr)}` };
+      }
+    } else {
+      try {
+        await gitOps.fetchRefs(dir, bundle, refspecs);
+      } catch (error) {
+        if (!(error instanceof GitError)) throw error;
+        // The whole history needs nothing from the cache: a cache that cannot take it is damaged.
+        await setAside(dir);
+        await openCache(dir);
+        await gitOps.fetchRefs(dir, bundle, refspecs);
+      }
+    }
+  } else {
+    for (const w of wanted) {
+      if (!(await gitOps.resolveCommit(dir, w.source.commit))) return { kind: 'need-full', reason: `the object cache does not hold ${w.source.commit}` };
+      await gitOps.setRef(dir, w.ref, w.source.commit, 'gsync: task base');
+    }
+  }
+  for (const w of wanted) {
+    const got = await gitOps.resolveCommit(dir, w.ref);
+    if (got !== w.source.commit) throw new ProtocolError(`the code sent holds ${got ?? 'nothing'} for ${w.source.ref}, the manifest says ${w.source.commit}`);
+  }
+  return { kind: 'ready' };
+}
+
+const firstLine = (text: string) => text.trim().split('\n')[0] ?? '';
+
+/** Whether a bundle builds on commits it does not carry (a thin one). */
+async function hasPrerequisites(bundle: string): Promise<boolean> {
+  const handle = await open(bundle, 'r');
+  try {
+    const buffer = Buffer.alloc(1024 * 1024);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    return parseBundleHeader(buffer.subarray(0, bytesRead)).prerequisites.length > 0;
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * A cache that cannot take even the whole history is damaged: it is moved aside, never
+ * trusted again (kept for a look, not deleted here), and a new one starts empty. Tasks
+ * still running on the damaged one were reading a damaged store already.
+ */
+async function setAside(dir: string): Promise<void> {
+  await rename(dir, `${dir}.damaged-${Date.now()}`);
+}
