@@ -4,7 +4,7 @@
 // scp, ssh git clone) and with the physical floor (the thin pack `git fetch` would send).
 // The repository is generated (BENCH_HISTORY_COMMITS, _FILES, _MB; default 20000 commits over
 // 3000 files, about 300 MB packed) or taken from BENCH_REPO=/path (its checked-out branch is main).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -17,15 +17,23 @@ const CTL = join(ROOT, 'packages/controller/bin/gsync-ctl.js');
 const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 const MiB = 1024 * 1024;
 
-function ctl(configDir: string, args: string[]): { seconds: number; rssMiB: number; stdout: string; code: number | null } {
-  const argv = [process.execPath, CTL, '--config-dir', configDir, ...args];
+/** Runs gsync-ctl: seconds, its own peak RSS, and the peak RSS with the git processes it ran (GNU time). */
+function ctl(configDir: string, args: string[]): { seconds: number; rssMiB: number; selfMiB: number; stdout: string; code: number | null } {
+  const argv = [process.execPath, '--import', join(ROOT, 'scripts/rss-probe.mjs'), CTL, '--config-dir', configDir, ...args];
   const t0 = performance.now();
   const r = TIME
     ? spawnSync(TIME, ['-f', 'RSS_KB=%M', ...argv], { encoding: 'utf8', maxBuffer: 1 << 28 })
     : spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
-  const rss = /RSS_KB=(\d+)/.exec(r.stderr ?? '');
+  const rss = /(?:^|\n)RSS_KB=(\d+)/.exec(r.stderr ?? '');
+  const self = /SELF_RSS_KB=(\d+)/.exec(r.stderr ?? '');
   if (r.status !== 0 && r.status !== 4) throw new Error(`gsync-ctl ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return { seconds: (performance.now() - t0) / 1000, rssMiB: rss ? Number(rss[1]) / 1024 : 0, stdout: r.stdout, code: r.status };
+  return {
+    seconds: (performance.now() - t0) / 1000,
+    rssMiB: rss ? Number(rss[1]) / 1024 : 0,
+    selfMiB: self ? Number(self[1]) / 1024 : 0,
+    stdout: r.stdout,
+    code: r.status,
+  };
 }
 
 const git = (cwd: string, ...args: string[]) => execFileSync('git', args, { cwd, encoding: 'utf8', maxBuffer: 1 << 28 }).trim();
@@ -50,6 +58,51 @@ function agentStartedAt(statusFile: string): number {
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
+}
+
+/** CPU seconds a process and the children it has reaped have used (utime, stime, cutime, cstime). */
+function cpuOf(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** A process and every descendant alive now. */
+function tree(root: number): number[] {
+  const out = execFileSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).map(Number));
+  const pids = [root];
+  for (let i = 0; i < pids.length; i++) for (const [pid, ppid] of out) if (ppid === pids[i]) pids.push(pid!);
+  return pids;
+}
+
+const treeCpu = (root: number) => tree(root).reduce((sum, pid) => sum + cpuOf(pid), 0);
+
+/**
+ * CPU used by the controller and by the node (its sshd and all it starts) over a window
+ * in which `pull --wait` waits on a task that runs `seconds` and does nothing.
+ */
+async function waitingCpu(configDir: string, sshdPid: number, specs: string): Promise<{ controller: number; node: number; window: number }> {
+  const spec = join(specs, 'idle.md');
+  writeFileSync(spec, '# idle\nsleep 25\nwrite out/idle.txt idle\n');
+  ctl(configDir, ['dispatch', '--project', 'big', '--spec', spec]);
+  const pull = spawn(process.execPath, [CTL, '--config-dir', configDir, 'pull-bundles', '--project', 'big', '--wait'], { stdio: 'ignore' });
+  const done = new Promise((r) => pull.on('close', r));
+  await new Promise((r) => setTimeout(r, 4000));
+  const c0 = treeCpu(pull.pid!);
+  const n0 = treeCpu(sshdPid);
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, 15000));
+  const controller = treeCpu(pull.pid!) - c0;
+  const node = treeCpu(sshdPid) - n0;
+  const window = (performance.now() - t0) / 1000;
+  await done;
+  return { controller, node, window };
 }
 
 const repo = tempDir('gsync-bench-big-');
@@ -141,6 +194,14 @@ try {
   const bare = startups([process.execPath, '-e', '0']);
   const status = startups([process.execPath, CTL, '--config-dir', configDir, 'status', '--project', 'big']);
 
+  const sshdPid = Number(
+    execFileSync('pgrep', ['-o', '-f', `sshd -D -e -f ${join(world.dir, 'sshd_c1.conf')}`], { encoding: 'utf8' })
+      .trim()
+      .split('\n')[0],
+  );
+  const idle = await waitingCpu(configDir, sshdPid, specs);
+  const idleShare = (idle.controller + idle.node) / idle.window;
+
   const rows: [string, string, string, string][] = [
     ['first contact: bytes of code sent', `${(first.bytes / MiB).toFixed(1)} MiB`, `${(statSync(full).size / MiB).toFixed(1)} MiB`, 'whole history (both)'],
     ['first contact: dispatch -> agent starts (s)', first.agentStart.toFixed(2), '-', '<= 5 s with a snapshot (stretch, not built)'],
@@ -163,6 +224,12 @@ try {
       `${Math.max(first.rssMiB, again.rssMiB).toFixed(0)} / ${Math.max(pull1.rssMiB, pull2.rssMiB).toFixed(0)}`,
       '-',
       '<= 150 MiB',
+    ],
+    [
+      'CPU while pull --wait waits (% of a core)',
+      `${(idleShare * 100).toFixed(1)} %`,
+      '-',
+      `<= 5 % (controller ${idle.controller.toFixed(2)} s, node ${idle.node.toFixed(2)} s over ${idle.window.toFixed(0)} s)`,
     ],
     ['gsync-ctl status start-up (s)', status.toFixed(3), `${bare.toFixed(3)} (node -e 0)`, `<= 2 x node -e 0: ${(status / bare).toFixed(2)} x`],
   ];

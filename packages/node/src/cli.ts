@@ -10,6 +10,7 @@ import { taskDir, taskPaths } from './paths.js';
 import { reportTasks } from './report.js';
 import { runTask } from './run.js';
 import { startTask } from './start.js';
+import { waitForTasks } from './wait.js';
 
 declare const GSYNC_VERSION: string;
 export const VERSION = typeof GSYNC_VERSION === 'string' ? GSYNC_VERSION : '0.0.0-dev';
@@ -24,6 +25,7 @@ usage:
   gsync-node run --task-dir DIR
   gsync-node start --task-dir DIR
   gsync-node report --work-root DIR --project P --task ID [--task ID ...]
+  gsync-node wait --work-root DIR --project P --task ID [--task ID ...] [--seconds N]   (until one needs a look)
   gsync-node send --work-root DIR --project P --task ID --file NAME`;
 
 class Usage extends Error {}
@@ -56,6 +58,7 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
       file: { type: 'string' },
       start: { type: 'boolean' },
       'max-bytes': { type: 'string' },
+      seconds: { type: 'string' },
     },
     strict: true,
   });
@@ -103,6 +106,26 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
       const status = await runTask({ taskDir: need(values, 'task-dir'), env: io.env });
       out(status);
       return status.state === 'failed' ? 1 : 0;
+    }
+    case 'wait': {
+      // Ends early when the controller closes stdin (it has what it needs from another node).
+      const cancelled = new Promise<void>((resolve) => {
+        io.stdin.on('end', resolve);
+        io.stdin.on('close', resolve);
+        io.stdin.resume();
+      });
+      const seconds = Math.min(Math.max(Number(values.seconds ?? 30), 0), 600);
+      const answer = await waitForTasks({
+        workRoot: need(values, 'work-root'),
+        project: need(values, 'project'),
+        taskIds: values.task ?? [],
+        seconds,
+        cancelled,
+      });
+      // An open stdin would keep this process alive: the answer is all the controller waits for.
+      (io.stdin as unknown as import('node:stream').Readable).destroy();
+      out(answer);
+      return 0;
     }
     case 'report':
       out(await reportTasks(need(values, 'work-root'), need(values, 'project'), values.task ?? []));

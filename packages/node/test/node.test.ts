@@ -165,6 +165,35 @@ describe('gsync-node', () => {
     expect(unknown.stderr).toMatch(/unknown command "frobnicate"[\s\S]*usage:/);
   });
 
+  it('waits until a task needs a look, or until its time is up, or until the controller hangs up', async () => {
+    const repo = gitRepo();
+    const workRoot = tempDir('gsync-work-');
+    const argv = ['wait', '--work-root', workRoot, '--project', 'proj', '--task', 'S01'];
+    /** As over SSH: stdin stays open while the controller waits. */
+    const waitFor = async (seconds: number) => {
+      const stdin = new PassThrough();
+      const r = await node([...argv, '--seconds', String(seconds)], stdin);
+      stdin.end();
+      return JSON.parse(r.stdout) as { changed: string[] };
+    };
+    // A task it never had needs a look at once.
+    expect(await waitFor(5)).toEqual({ changed: ['S01'] });
+    const accepted = await node(['accept', '--work-root', workRoot, '--project', 'proj', '--task', 'S01'], taskTar(repo, 'Wait\n').tar);
+    expect(accepted.code).toBe(0);
+    // Received and not started: nothing to look at until the time is up.
+    const t0 = Date.now();
+    expect(await waitFor(1)).toEqual({ changed: [] });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+    // A controller that hangs up ends the wait early.
+    const stdin = new PassThrough();
+    const waiting = node([...argv, '--seconds', '30'], stdin);
+    setTimeout(() => stdin.end(), 300);
+    expect(JSON.parse((await waiting).stdout)).toEqual({ changed: [] });
+    // Once run, the finished task is reported.
+    await node(['run', '--task-dir', join(tasksRoot(workRoot, 'proj'), 'S01')]);
+    expect(await waitFor(5)).toEqual({ changed: ['S01'] });
+  });
+
   it('reports a task it never had as missing, not as an error', async () => {
     const r = await node(['report', '--work-root', tempDir('gsync-work-'), '--project', 'proj', '--task', 'S09']);
     expect(r.code).toBe(0);

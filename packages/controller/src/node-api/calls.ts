@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { pack } from 'tar-stream';
 import { z } from 'zod';
 import { ProtocolError, TaskReport } from '@gsync/core';
@@ -70,4 +70,37 @@ export async function fetchTaskFile(t: NodeTransport, node: NodeConfig, project:
   const argv = [node.node_bin, toolPath(node), 'send', '--work-root', node.work_root, '--project', project, '--task', taskId, '--file', file];
   const r = await t.exec(argv, { stdout: out });
   if (r.code !== 0) throw failure(node.name, `cannot read ${file} of task ${taskId}`, r);
+}
+
+const WaitAnswer = z.object({ changed: z.array(z.string().max(200)).max(10_000) });
+
+/**
+ * `gsync-node wait`: answers once one of the tasks needs a look (finished, gone, or its
+ * run died), or after `seconds`. Ending `cancel` hangs up early.
+ */
+export async function waitForTasks(
+  t: NodeTransport,
+  node: NodeConfig,
+  project: string,
+  taskIds: readonly string[],
+  seconds: number,
+  cancel: Readable,
+): Promise<string[]> {
+  const argv = [
+    node.node_bin,
+    toolPath(node),
+    'wait',
+    '--work-root',
+    node.work_root,
+    '--project',
+    project,
+    '--seconds',
+    String(Math.ceil(seconds)),
+    ...taskIds.flatMap((id) => ['--task', id]),
+  ];
+  const r = await t.exec(argv, { stdin: cancel });
+  if (r.code !== 0) throw failure(node.name, 'cannot wait for its tasks', r);
+  const answer = WaitAnswer.safeParse(JSON.parse(r.stdout.toString('utf8') || 'null'));
+  if (!answer.success) throw new ProtocolError(`node ${node.name}: unexpected answer to wait`);
+  return answer.data.changed;
 }

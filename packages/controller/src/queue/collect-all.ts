@@ -11,11 +11,18 @@ import type { ReportTask, RunReport } from '../report/report.js';
 import { attention } from '../report/task-entry.js';
 import { collectTask } from '../result/collect.js';
 import { isTransient, withNodeRetrying } from '../ssh/connect.js';
+import type { NodeLinks } from '../ssh/links.js';
 import type { TaskRow } from '../store/store.js';
 import { settle } from './settle.js';
 
 /** Asks each node about its open tasks and collects the finished ones. Nodes are handled in parallel. */
-export async function collectAll(session: Session, project: ProjectConfig, tasks: ReportTask[], unreachable: RunReport['unreachable']): Promise<void> {
+export async function collectAll(
+  session: Session,
+  project: ProjectConfig,
+  tasks: ReportTask[],
+  unreachable: RunReport['unreachable'],
+  links?: NodeLinks,
+): Promise<void> {
   const { store } = session;
   const byNode = new Map<string, TaskRow[]>();
   for (const t of store.listTasks(project.name, WATCHED_STATES)) byNode.set(t.node, [...(byNode.get(t.node) ?? []), t]);
@@ -24,7 +31,7 @@ export async function collectAll(session: Session, project: ProjectConfig, tasks
     [...byNode].map(([nodeName, nodeTasks]) =>
       limit(async () => {
         try {
-          await collectFromNode(session, project, nodeName, nodeTasks, tasks);
+          await collectFromNode(session, project, nodeName, nodeTasks, tasks, links);
         } catch (error) {
           unreachable.push({ node: nodeName, error: errorMessage(error) });
           markStale(session, project, nodeName, nodeTasks, errorMessage(error), tasks);
@@ -42,7 +49,14 @@ export async function collectAll(session: Session, project: ProjectConfig, tasks
 }
 
 /** One connection to the node (again after a cut link): one report of its tasks, then each finished one collected. */
-async function collectFromNode(session: Session, project: ProjectConfig, nodeName: string, nodeTasks: readonly TaskRow[], tasks: ReportTask[]): Promise<void> {
+async function collectFromNode(
+  session: Session,
+  project: ProjectConfig,
+  nodeName: string,
+  nodeTasks: readonly TaskRow[],
+  tasks: ReportTask[],
+  links: NodeLinks | undefined,
+): Promise<void> {
   const { store, config } = session;
   const node = getNode(config, nodeName);
   const carrier = carrierFor(project);
@@ -54,39 +68,46 @@ async function collectFromNode(session: Session, project: ProjectConfig, nodeNam
       kind: 'transfer_retry',
       message: `${nodeName}: ${errorMessage(error)}; trying again in ${delayMs / 1000} s (${attempt}/${config.transferRetries})`,
     });
-  await withNodeRetrying(session.connect, node, config.transferRetries, retrying, async (transport) => {
-    // Tasks settled by an earlier attempt are done; ask only about the rest.
-    const left = nodeTasks.map((x) => store.getTask(project.name, x.task_id)!).filter((x) => WATCHED_STATES.includes(x.state));
-    const reports = await reportTasks(
-      transport,
-      node,
-      project.name,
-      left.map((x) => x.task_id),
-    );
-    for (const task of left) {
-      const report = reports.find((r) => r.task_id === task.task_id);
-      const collect = async (result: Parameters<typeof collectTask>[0]['result']) => {
-        try {
-          return await collectTask({
-            carrier,
-            project,
-            node,
-            task,
-            result,
-            transport,
-            maxBytes: config.maxResultBytes,
-            limits: config.limits,
-            policy: secretPolicy(config, project),
-          });
-        } catch (error) {
-          // A broken link is tried again; anything else this result did is its own fault, not the node's.
-          if (isTransient(error)) throw error;
-          return { kind: 'rejected' as const, reason: `the result could not be checked: ${errorMessage(error).split('\n')[0]}` };
-        }
-      };
-      await settle(session, project, task, report, collect, tasks);
-    }
-  });
+  await withNodeRetrying(
+    session.connect,
+    node,
+    config.transferRetries,
+    retrying,
+    async (transport) => {
+      // Tasks settled by an earlier attempt are done; ask only about the rest.
+      const left = nodeTasks.map((x) => store.getTask(project.name, x.task_id)!).filter((x) => WATCHED_STATES.includes(x.state));
+      const reports = await reportTasks(
+        transport,
+        node,
+        project.name,
+        left.map((x) => x.task_id),
+      );
+      for (const task of left) {
+        const report = reports.find((r) => r.task_id === task.task_id);
+        const collect = async (result: Parameters<typeof collectTask>[0]['result']) => {
+          try {
+            return await collectTask({
+              carrier,
+              project,
+              node,
+              task,
+              result,
+              transport,
+              maxBytes: config.maxResultBytes,
+              limits: config.limits,
+              policy: secretPolicy(config, project),
+            });
+          } catch (error) {
+            // A broken link is tried again; anything else this result did is its own fault, not the node's.
+            if (isTransient(error)) throw error;
+            return { kind: 'rejected' as const, reason: `the result could not be checked: ${errorMessage(error).split('\n')[0]}` };
+          }
+        };
+        await settle(session, project, task, report, collect, tasks);
+      }
+    },
+    { links },
+  );
 }
 
 /** Tasks on a node that has not answered for stale_after_seconds become `stale`: no longer waited for, ready for `retry`. */

@@ -14,6 +14,13 @@ import { withProjectLock } from '../store/lock.js';
 import { collectAll } from './collect-all.js';
 import { forecastConflicts, forecastTasks, mergeForecasts, type Forecast } from './forecast.js';
 import { mergeQueue } from './merge-queue.js';
+import { waitForChange } from './watch.js';
+import { NodeLinks } from '../ssh/links.js';
+
+/** How long one long poll may last; the node answers sooner when a task needs a look. */
+const LONG_POLL_SECONDS = 30;
+/** Rounds never follow each other closer than this, whatever the nodes say. */
+const MIN_ROUND_GAP_MS = 200;
 
 export interface PullOptions {
   project: string;
@@ -41,30 +48,15 @@ interface RunState {
  */
 export async function runPull(session: Session, project: ProjectConfig, options: PullOptions): Promise<RunReport> {
   const { store, ctx } = session;
-  const sleep = options.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
   const mainRef = `refs/heads/${project.main_branch}`;
   const started_at = ctx.now().toISOString();
   const main_before = await checkRepo(project, mainRef);
   const run: RunState = { tasks: [], unreachable: [], timings: { collect_seconds: 0, forecast_seconds: 0, merge_seconds: 0 } };
-  const deadline = ctx.now().getTime() + (options.timeout ?? Infinity) * 1000;
-  for (let round = 0; ; round++) {
-    run.unreachable = [];
-    // A task that waited in the last round is looked at again in this one.
-    run.tasks = run.tasks.filter((t) => t.outcome !== 'waiting');
-    await withProjectLock(store, project.name, ctx.pid, async () => {
-      // Under the lock nothing of this project is being collected: what is in its gsync folders is left over.
-      const gitDir = await gitOps.gitDir(project.repo_local);
-      await sweepProject(gitDir, project.name);
-      if (round === 0) await recoverDispatching(session, project);
-      try {
-        await pullRound(session, project, mainRef, run, options.anyOrder ?? false);
-      } finally {
-        await sweepProject(gitDir, project.name);
-      }
-    });
-    // Waiting is for tasks still running on nodes; a merge waiting for a clean checkout needs the user.
-    if (!options.wait || store.listTasks(project.name, ['dispatched']).length === 0 || ctx.now().getTime() >= deadline) break;
-    await sleep((options.interval ?? 5) * 1000);
+  const links = new NodeLinks(session.connect);
+  try {
+    await pullRounds(session, project, options, mainRef, run, links);
+  } finally {
+    await links.closeAll();
   }
   // A conflict whose resolution merged later in this same run needs nobody.
   for (const t of run.tasks) {
@@ -103,9 +95,42 @@ export async function runPull(session: Session, project: ProjectConfig, options:
   return report;
 }
 
-async function pullRound(session: Session, project: ProjectConfig, mainRef: string, run: RunState, anyOrder: boolean): Promise<void> {
+/**
+ * Rounds under the lock until nothing runs (or --timeout): between them, the nodes are
+ * long-polled over the run's kept links, and polled every interval where that fails.
+ */
+async function pullRounds(session: Session, project: ProjectConfig, options: PullOptions, mainRef: string, run: RunState, links: NodeLinks): Promise<void> {
+  const { store, ctx } = session;
+  const sleep = options.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
+  const deadline = ctx.now().getTime() + (options.timeout ?? Infinity) * 1000;
+  for (let round = 0; ; round++) {
+    run.unreachable = [];
+    // A task that waited in the last round is looked at again in this one.
+    run.tasks = run.tasks.filter((t) => t.outcome !== 'waiting');
+    await withProjectLock(store, project.name, ctx.pid, async () => {
+      // Under the lock nothing of this project is being collected: what is in its gsync folders is left over.
+      const gitDir = await gitOps.gitDir(project.repo_local);
+      await sweepProject(gitDir, project.name);
+      if (round === 0) await recoverDispatching(session, project);
+      try {
+        await pullRound(session, project, mainRef, run, options.anyOrder ?? false, links);
+      } finally {
+        await sweepProject(gitDir, project.name);
+      }
+    });
+    // Waiting is for tasks still running on nodes; a merge waiting for a clean checkout needs the user.
+    const left = deadline - ctx.now().getTime();
+    if (!options.wait || store.listTasks(project.name, ['dispatched']).length === 0 || left <= 0) break;
+    const interval = (options.interval ?? 5) * 1000;
+    // Each node answers as soon as a task needs a look; a node that cannot be asked so is polled every interval.
+    const waited = await waitForChange(session, project, links, Math.min(Math.max(interval / 1000, LONG_POLL_SECONDS), left / 1000));
+    await sleep(waited === 'unavailable' ? interval : Math.min(interval, MIN_ROUND_GAP_MS));
+  }
+}
+
+async function pullRound(session: Session, project: ProjectConfig, mainRef: string, run: RunState, anyOrder: boolean, links: NodeLinks): Promise<void> {
   const t0 = performance.now();
-  await collectAll(session, project, run.tasks, run.unreachable);
+  await collectAll(session, project, run.tasks, run.unreachable, links);
   const t1 = performance.now();
   const f = await forecastCollected(session, project, mainRef);
   if (f) run.forecast = run.forecast ? mergeForecasts(run.forecast, f) : f;

@@ -3,6 +3,7 @@ import type { Config, NodeConfig } from '../config.js';
 import { openLocalTransport } from './local-transport.js';
 import { resolveSshTarget } from './resolve.js';
 import { openSshTransport } from './ssh-transport.js';
+import type { NodeLinks } from './links.js';
 import type { NodeTransport } from './transport.js';
 
 export interface ConnectContext {
@@ -34,7 +35,7 @@ export function isTransient(error: unknown): boolean {
 }
 
 /**
- * Runs `fn` with a fresh connection, again after a transient failure, up to `retries`
+ * Runs `fn` with a connection (a fresh one, or the run's kept link to the node), again after a transient failure, up to `retries`
  * more times with exponential backoff (0.5 s, 1 s, 2 s, ...). `fn` must be safe to
  * run again: every caller re-reads what is left to do.
  */
@@ -44,11 +45,20 @@ export async function withNodeRetrying<T>(
   retries: number,
   onRetry: (error: unknown, attempt: number, delayMs: number) => void,
   fn: (t: NodeTransport) => Promise<T>,
-  sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
+  options: { links?: NodeLinks; sleep?: (ms: number) => Promise<void> } = {},
 ): Promise<T> {
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   for (let attempt = 1; ; attempt++) {
     try {
-      return await withNode(ctx, node, fn);
+      const links = options.links;
+      if (!links) return await withNode(ctx, node, fn);
+      try {
+        return await fn(await links.get(node));
+      } catch (error) {
+        // A link that broke is not used again; one that only carried a bad answer stays.
+        if (isTransient(error)) await links.drop(node.name);
+        throw error;
+      }
     } catch (error) {
       if (!isTransient(error) || attempt > retries) throw error;
       const delayMs = 500 * 2 ** (attempt - 1);

@@ -1,0 +1,56 @@
+import { PassThrough } from 'node:stream';
+import { errorMessage } from '@gsync/core';
+import { getNode, type ProjectConfig } from '../config.js';
+import type { Session } from '../context.js';
+import { waitForTasks } from '../node-api/calls.js';
+import type { NodeLinks } from '../ssh/links.js';
+import type { TaskRow } from '../store/store.js';
+
+/**
+ * Between the rounds of `pull --wait`: one long poll per node with running tasks, over
+ * the run's kept link, answered by the node as soon as a task needs a look. Returns
+ * when any node says so, when `seconds` pass, or at once if no node can be asked
+ * (the caller then sleeps instead).
+ */
+export async function waitForChange(
+  session: Session,
+  project: ProjectConfig,
+  links: NodeLinks,
+  seconds: number,
+): Promise<'changed' | 'timeout' | 'unavailable'> {
+  const byNode = new Map<string, TaskRow[]>();
+  for (const t of session.store.listTasks(project.name, ['dispatched'])) byNode.set(t.node, [...(byNode.get(t.node) ?? []), t]);
+  const cancels: PassThrough[] = [];
+  const polls = [...byNode].map(async ([name, tasks]) => {
+    const node = getNode(session.config, name);
+    const cancel = new PassThrough();
+    cancels.push(cancel);
+    const t = await links.get(node);
+    const changed = await waitForTasks(
+      t,
+      node,
+      project.name,
+      tasks.map((x) => x.task_id),
+      seconds,
+      cancel,
+    );
+    if (changed.length === 0) throw new Timeout();
+    return 'changed' as const;
+  });
+  try {
+    return await Promise.any(polls);
+  } catch (error) {
+    const reasons = error instanceof AggregateError ? error.errors : [error];
+    if (reasons.length > 0 && reasons.every((e) => e instanceof Timeout)) return 'timeout';
+    for (const e of reasons.filter((e) => !(e instanceof Timeout))) {
+      session.log({ project: project.name, level: 'info', kind: 'wait_fallback', message: `waiting by polling instead: ${errorMessage(e)}` });
+    }
+    return 'unavailable';
+  } finally {
+    // The other nodes' polls are no longer needed: hang up on them.
+    for (const c of cancels) c.end();
+    await Promise.allSettled(polls);
+  }
+}
+
+class Timeout extends Error {}
