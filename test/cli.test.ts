@@ -38,6 +38,12 @@ describe('gsync-ctl on bad input', () => {
     ['task id with a shell substitution', ['dispatch', '--project', 'proj', '--spec', good, '--task', '$(id)'], /task id "\$\(id\)" may hold only/],
     ['missing flag', ['dispatch', '--project', 'proj'], /Missing required argument: spec/],
     ['unknown command', ['frobnicate'], /Unknown argument: frobnicate/],
+    [
+      'a task id for several specs',
+      ['dispatch', '--project', 'proj', '--spec', good, '--spec', good, '--task', 'T1'],
+      /--task names one task: give it with a single --spec file/,
+    ],
+    ['an empty spec folder', ['dispatch', '--project', 'proj', '--spec', tempDir('gsync-empty-')], /spec folder .* has no \.md or \.txt file/],
   ];
   for (const [what, args, message] of cases) {
     it(`${what}: exit 2, one clear line, nothing written`, () => {
@@ -72,6 +78,15 @@ describe('gsync-ctl on bad input', () => {
 });
 
 describe('gsync-ctl end to end', () => {
+  it('dispatches several specs in one call, one line each, in the order given', () => {
+    const w = world();
+    const a = specFile(w.specs, 'a.md', '# first\n');
+    const b = specFile(w.specs, 'b.md', '# second\n');
+    const r = ctl(w.configDir, 'dispatch', '--project', 'proj', '--spec', a, '--spec', b);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual(['dispatched S01 to l1 on branch task/proj-S01-l1', 'dispatched S02 to l1 on branch task/proj-S02-l1']);
+  });
+
   it('a 10,000-character first line becomes a 72-character commit title; the agent still gets the whole spec', () => {
     const { repo, configDir, specs } = world();
     const long = `${'x'.repeat(10_000)}\nsecond line\n`;

@@ -1,4 +1,5 @@
 import { Chalk } from 'chalk';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { BusyError, ConfigError, GsyncError, SshError, UsageError, errorMessage } from '@gsync/core/errors';
@@ -79,14 +80,37 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       (y) =>
         y
           .option('project', { type: 'string', demandOption: true, describe: 'project name from projects.json' })
-          .option('spec', { type: 'string', demandOption: true, describe: 'the task, as a text/markdown file' })
-          .option('task', { type: 'string', describe: 'task id (default: the next free S01, S02, ...)' })
-          .option('node', { type: 'string', describe: 'node name (default: the least busy node)' }),
+          .option('spec', {
+            type: 'string',
+            array: true,
+            demandOption: true,
+            describe: 'the task, as a text/markdown file; repeat it, or name a folder (its .md and .txt files), to send several at once',
+          })
+          .option('task', { type: 'string', describe: 'task id, with a single spec (default: the next free S01, S02, ...)' })
+          .option('node', { type: 'string', describe: 'node name (default: the least busy node, for each spec)' }),
       async (a) => {
-        const { dispatch } = await import('./commands/dispatch.js');
-        const r = await dispatch(context(a as unknown as Global), { project: a.project, spec: a.spec, task: a.task, node: a.node });
-        if (!a.json) for (const w of r.warnings) say(`${c.yellow('warning:')} ${w}`);
-        print(a.json ? JSON.stringify(r, null, 2) : `dispatched ${c.bold(r.task_id)} to ${c.bold(r.node)} on branch ${c.cyan(r.branch)}`);
+        const specs = a.spec.map(String);
+        const folder = await stat(specs[0] ?? '').then(
+          (s) => s.isDirectory(),
+          () => false,
+        );
+        if (specs.length === 1 && !folder) {
+          const { dispatch } = await import('./commands/dispatch.js');
+          const r = await dispatch(context(a as unknown as Global), { project: a.project, spec: specs[0]!, task: a.task, node: a.node });
+          if (!a.json) for (const w of r.warnings) say(`${c.yellow('warning:')} ${w}`);
+          print(a.json ? JSON.stringify(r, null, 2) : `dispatched ${c.bold(r.task_id)} to ${c.bold(r.node)} on branch ${c.cyan(r.branch)}`);
+          return;
+        }
+        if (a.task !== undefined) throw new UsageError('--task names one task: give it with a single --spec file');
+        const { dispatchAll } = await import('./commands/dispatch.js');
+        const r = await dispatchAll(context(a as unknown as Global), { project: a.project, spec: specs, node: a.node });
+        if (a.json) print(JSON.stringify({ dispatched: r.dispatched, failed: r.failed.map(({ spec, error }) => ({ spec, error })) }, null, 2));
+        for (const d of r.dispatched) {
+          if (!a.json) for (const w of d.warnings) say(`${c.yellow('warning:')} ${w}`);
+          if (!a.json) print(`dispatched ${c.bold(d.task_id)} to ${c.bold(d.node)} on branch ${c.cyan(d.branch)}`);
+        }
+        for (const f of r.failed) say(`${c.red('gsync-ctl:')} ${f.spec}: ${f.error}`);
+        if (r.failed.length > 0) exitCode = exitCodeOf(r.failed[0]!.cause);
       },
     )
     .command(

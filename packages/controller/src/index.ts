@@ -1,6 +1,6 @@
 /** gsync-ctl as a library: the commands (each `async (ctx, options) => result`), and the parts tests drive directly. */
 export { main, exitCodeOf, type CliIo } from './cli.js';
-export { dispatch, type DispatchOptions } from './commands/dispatch.js';
+export { dispatch, dispatchAll, type DispatchAllResult, type DispatchOptions } from './commands/dispatch.js';
 export { pullBundles, type PullOptions } from './commands/pull.js';
 export { conflicts } from './commands/conflicts.js';
 export { resolve } from './commands/resolve.js';

@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { execa } from 'execa';
 import { GitError } from './errors.js';
 
 /**
@@ -28,7 +27,12 @@ export const ZERO_OID = '0'.repeat(40);
 
 const BASE_ENV = { LC_ALL: 'C', GIT_TERMINAL_PROMPT: '0', GIT_OPTIONAL_LOCKS: '0' };
 
+/** execa is loaded on the first git call, so a command that runs no git (status) never pays for it. */
+let execaModule: Promise<typeof import('execa')> | undefined;
+
 export async function git(cwd: string, args: readonly string[], options: GitOptions = {}): Promise<GitResult> {
+  execaModule ??= import('execa');
+  const { execa } = await execaModule;
   const result = await execa('git', args, {
     cwd,
     input: options.input,

@@ -5,9 +5,10 @@ import type { Session } from '../context.js';
 import { transition } from '../lifecycle/transition.js';
 import { acceptTask } from '../node-api/calls.js';
 import { ensureNodeTool } from '../node-api/install.js';
-import { loadNodeTool } from '../node-api/node-tool.js';
+import { loadNodeTool, type NodeTool } from '../node-api/node-tool.js';
 import { checkRepo } from '../repo.js';
 import { withNodeRetrying } from '../ssh/connect.js';
+import type { NodeLinks } from '../ssh/links.js';
 import type { TaskRow } from '../store/store.js';
 import { overlapWarnings } from './overlap.js';
 import { reserveTask } from './reserve.js';
@@ -44,19 +45,23 @@ export interface TaskToSend {
 /** Only a link that failed after connecting can have delivered the task with its answer lost. */
 const mayHaveArrived = (error: unknown) => error instanceof SshError && error.kind === 'transfer';
 
-/**
- * Sends one task: reserves its id, has the project's carrier make its code ready,
- * then over one connection installs gsync-node if needed and hands the node the
- * task (task.json, spec.md and the code), which starts it. The store row exists
- * only while the send is under way or after it succeeded.
- */
-export async function sendNewTask(session: Session, req: TaskToSend): Promise<DispatchResult> {
-  const { config, store, ctx } = session;
+/** A task whose id is reserved (its row `dispatching`), ready to go out. */
+export interface ReservedTask {
+  req: TaskToSend;
+  taskId: string;
+  branch: string;
+  base: { ref: string; commit: string };
+  files: string[];
+  warnings: string[];
+}
+
+/** Reserves a task's id: its row, `dispatching` and owned by this process, on main as it is now. */
+export async function reserveNewTask(session: Session, req: TaskToSend): Promise<ReservedTask> {
+  const { store } = session;
   const { project, node, spec } = req;
-  const carrier = carrierFor(project);
+  carrierFor(project);
   const baseRef = `refs/heads/${project.main_branch}`;
   const base = { ref: baseRef, commit: await checkRepo(project, baseRef) };
-  const tool = await loadNodeTool(ctx.nodeToolPath);
   const files = specFiles(spec.text);
   const warnings = overlapWarnings(store, project.name, files);
   const { taskId, branch } = reserveTask(session, project, node, req.taskId, {
@@ -71,7 +76,33 @@ export async function sendNewTask(session: Session, req: TaskToSend): Promise<Di
     retry_of: req.retryOf ?? null,
   });
   failpoint('dispatch:after-reserve');
+  return { req, taskId, branch, base, files, warnings };
+}
 
+/** Reserves and sends one task. */
+export async function sendNewTask(session: Session, req: TaskToSend): Promise<DispatchResult> {
+  return deliverTask(session, await reserveNewTask(session, req));
+}
+
+/**
+ * Sends a reserved task: over one connection (the run's kept link to the node when
+ * `links` is given), installs gsync-node if needed, has the project's carrier make the
+ * code ready for what the node's cache holds, and hands the node the task (task.json,
+ * spec.md and the code), which starts it. A send that never reached the node removes
+ * the row; one that may have reached it leaves it for the next dispatch or pull to settle.
+ */
+export async function deliverTask(session: Session, reserved: ReservedTask, links?: NodeLinks): Promise<DispatchResult> {
+  const { config, store, ctx } = session;
+  const { req, taskId, branch, base, files, warnings } = reserved;
+  const { project, node, spec } = req;
+  const carrier = carrierFor(project);
+  let tool: NodeTool;
+  try {
+    tool = await loadNodeTool(ctx.nodeToolPath);
+  } catch (error) {
+    store.deleteTask(project.name, taskId);
+    throw error;
+  }
   const merge = req.resolves ? { ref: req.resolves.ref, commit: req.resolves.commit } : undefined;
   const created_at = ctx.now().toISOString();
   const manifestFor = (parcel: CodeParcel): TaskManifest => ({
@@ -106,32 +137,39 @@ export async function sendNewTask(session: Session, req: TaskToSend): Promise<Di
       });
     };
     // The same manifest (but for the code) each time: a node that already has the task from a lost answer says so.
-    const { installed, answer, parcel } = await withNodeRetrying(session.connect, node, config.transferRetries, retrying, async (t) => {
-      const { installed, hello } = await ensureNodeTool(t, node, tool, project.name);
-      if (installed) session.log({ ...at, level: 'info', kind: 'node_tool_installed', message: `installed gsync-node ${tool.version} on ${node.name}` });
-      const deliver = async (nodeHas: readonly string[]) => {
-        const parcel = await carrier.send({ project, base, merge, nodeHas });
-        try {
-          const manifest = manifestFor(parcel);
-          const answer = await acceptTask(t, node, project.name, taskId, [
-            { name: FILES.manifest, data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`) },
-            { name: FILES.spec, data: spec.data },
-            ...parcel.files,
-          ]);
-          return { answer, parcel: { bytes: parcel.bytes, bundle: manifest.bundle } };
-        } finally {
-          await parcel.dispose();
+    const { installed, answer, parcel } = await withNodeRetrying(
+      session.connect,
+      node,
+      config.transferRetries,
+      retrying,
+      async (t) => {
+        const { installed, hello } = await ensureNodeTool(t, node, tool, project.name);
+        if (installed) session.log({ ...at, level: 'info', kind: 'node_tool_installed', message: `installed gsync-node ${tool.version} on ${node.name}` });
+        const deliver = async (nodeHas: readonly string[]) => {
+          const parcel = await carrier.send({ project, base, merge, nodeHas });
+          try {
+            const manifest = manifestFor(parcel);
+            const answer = await acceptTask(t, node, project.name, taskId, [
+              { name: FILES.manifest, data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`) },
+              { name: FILES.spec, data: spec.data },
+              ...parcel.files,
+            ]);
+            return { answer, parcel: { bytes: parcel.bytes, bundle: manifest.bundle } };
+          } finally {
+            await parcel.dispose();
+          }
+        };
+        let sent = await deliver(hello.cache ?? []);
+        if (sent.answer.need_full) {
+          // The node's cache does not hold what it said (deleted, pruned, damaged): never trusted, everything goes again.
+          session.log({ ...at, level: 'warn', kind: 'cache_miss', message: `${node.name}: ${sent.answer.need_full}; sending the whole history` });
+          sent = await deliver([]);
+          if (sent.answer.need_full) throw new ProtocolError(`node ${node.name} refused the whole history of ${project.name}: ${sent.answer.need_full}`);
         }
-      };
-      let sent = await deliver(hello.cache ?? []);
-      if (sent.answer.need_full) {
-        // The node's cache does not hold what it said (deleted, pruned, damaged): never trusted, everything goes again.
-        session.log({ ...at, level: 'warn', kind: 'cache_miss', message: `${node.name}: ${sent.answer.need_full}; sending the whole history` });
-        sent = await deliver([]);
-        if (sent.answer.need_full) throw new ProtocolError(`node ${node.name} refused the whole history of ${project.name}: ${sent.answer.need_full}`);
-      }
-      return { installed, ...sent };
-    });
+        return { installed, ...sent };
+      },
+      { links },
+    );
     failpoint('dispatch:after-send');
     transition(
       session,
