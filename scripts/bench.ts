@@ -2,7 +2,8 @@
 // hand) doing the same job over the same real sshd nodes on 127.0.0.1, side by side in one run.
 // Prints wall times, ratios, bytes moved and the controller's peak memory. Needs root (it starts
 // sshd nodes like the end-to-end tests). Sizes: BENCH_TASKS (default 6), BENCH_FILES (default 2000).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -11,6 +12,7 @@ import { startSshNodes, type SshWorld } from '../test/helpers/sshd.js';
 import { writeConfig } from '../test/helpers/world.js';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 6);
+const execFileAsync = promisify(execFile);
 const FILES = Number(process.env.BENCH_FILES ?? 2000);
 const CTL = join(ROOT, 'packages/controller/bin/gsync-ctl.js');
 const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
@@ -35,16 +37,17 @@ function ctl(configDir: string, args: string[]): { seconds: number; rssMiB: numb
 }
 
 /** Both sides must have done the whole job, or the comparison means nothing. */
-function assertAllMerged(dir: string, side: string): void {
+function assertAllMerged(dir: string, side: string, tasks: number): void {
   const files = execFileSync('git', ['ls-tree', '--name-only', 'main', 'out/'], { cwd: dir, encoding: 'utf8' }).split('\n').filter(Boolean);
-  if (files.length !== TASKS) throw new Error(`${side}: main has ${files.length} task outputs, expected ${TASKS}`);
+  if (files.length !== tasks) throw new Error(`${side}: main has ${files.length} task outputs, expected ${tasks}`);
 }
 
 function specFor(i: number): string {
   return `# bench task ${i}\nwrite out/task${i}.txt result of task ${i}\n`;
 }
 
-async function benchGsync(world: SshWorld, repo: GitRepo, project: string) {
+/** gsync: one dispatch per task (or, with `batch`, one dispatch of all specs), then one `pull-bundles --wait`. */
+async function benchGsync(world: SshWorld, repo: GitRepo, project: string, tasks = TASKS, batch = false) {
   const configDir = tempDir('gsync-bench-config-');
   const agent = ['node', join(world.agents, 'edit.mjs'), '{spec_file}'];
   writeConfig(
@@ -55,21 +58,24 @@ async function benchGsync(world: SshWorld, repo: GitRepo, project: string) {
   const specs = tempDir('gsync-bench-specs-');
   let dispatch = 0;
   let dispatchRss = 0;
-  for (let i = 1; i <= TASKS; i++) {
-    const spec = join(specs, `s${i}.md`);
-    writeFileSync(spec, specFor(i));
-    const r = ctl(configDir, ['dispatch', '--project', project, '--spec', spec]);
+  const paths = Array.from({ length: tasks }, (_, k) => {
+    const spec = join(specs, `s${k + 1}.md`);
+    writeFileSync(spec, specFor(k + 1));
+    return spec;
+  });
+  for (const group of batch ? [paths] : paths.map((p) => [p])) {
+    const r = ctl(configDir, ['dispatch', '--project', project, ...group.flatMap((p) => ['--spec', p])]);
     dispatch += r.seconds;
     dispatchRss = Math.max(dispatchRss, r.rssMiB ?? 0);
   }
   const pull = ctl(configDir, ['pull-bundles', '--project', project, '--wait', '--interval', '0.2']);
   if (pull.code !== 0) throw new Error('gsync bench: pull did not merge everything');
-  assertAllMerged(repo.dir, 'gsync');
+  assertAllMerged(repo.dir, 'gsync', tasks);
   return { dispatch, pull: pull.seconds, dispatchRss, pullRss: pull.rssMiB ?? 0 };
 }
 
 /** The same job with plain commands: what a careful user would script without gsync. */
-async function benchPlain(world: SshWorld, work: string) {
+async function benchPlain(world: SshWorld, work: string, tasks = TASKS, parallel = false) {
   const ssh = (alias: string, command: string) => execFileSync('ssh', ['-F', world.sshConfig, alias, command], { encoding: 'buffer', maxBuffer: 1 << 30 });
   const clone = join(work, 'clone');
   const git = (...args: string[]) => execFileSync('git', args, { cwd: clone, encoding: 'utf8' });
@@ -78,22 +84,32 @@ async function benchPlain(world: SshWorld, work: string) {
   const nodes = world.nodes;
   const t0 = performance.now();
   let baseBytes = 0;
-  for (let i = 1; i <= TASKS; i++) {
+  const run = (file: string, args: string[], cwd?: string) => execFileAsync(file, args, { cwd, maxBuffer: 1 << 30 });
+  const sendOne = async (i: number) => {
     const node = nodes[(i - 1) % nodes.length]!;
     const bundle = join(work, `base${i}.bundle`);
-    git('bundle', 'create', '-q', bundle, 'main');
+    await run('git', ['bundle', 'create', '-q', bundle, 'main'], clone);
     baseBytes += statSync(bundle).size;
     const spec = join(work, `s${i}.md`);
     writeFileSync(spec, specFor(i));
     const dir = `plain/T${i}`;
-    ssh(node.alias, `rm -rf ${dir} && mkdir -p ${dir}`);
-    execFileSync('scp', ['-q', '-F', world.sshConfig, bundle, spec, `${node.alias}:${dir}/`]);
+    await run('ssh', ['-F', world.sshConfig, node.alias, `rm -rf ${dir} && mkdir -p ${dir}`]);
+    await run('scp', ['-q', '-F', world.sshConfig, bundle, spec, `${node.alias}:${dir}/`]);
     const job = `cd ${dir} && git clone -q -b main base${i}.bundle repo && cd repo && git checkout -q -b task/T${i} && node ${join(world.agents, 'edit.mjs')} ../s${i}.md >/dev/null && git add -A && git -c user.name=a -c user.email=a@b commit -qm T${i} && git bundle create -q ../result.bundle.tmp task/T${i} ^main && mv ../result.bundle.tmp ../result.bundle`;
-    ssh(node.alias, `nohup sh -c '${job}' >${dir}/job.log 2>&1 &`);
-  }
+    await run('ssh', ['-F', world.sshConfig, node.alias, `nohup sh -c '${job}' >${dir}/job.log 2>&1 &`]);
+  };
+  const order = Array.from({ length: tasks }, (_, k) => k + 1);
+  // In parallel: one worker per node, each sending its own tasks one after another.
+  if (parallel)
+    await Promise.all(
+      nodes.map(async (_, n) => {
+        for (const i of order.filter((i) => (i - 1) % nodes.length === n)) await sendOne(i);
+      }),
+    );
+  else for (const i of order) await sendOne(i);
   const dispatch = (performance.now() - t0) / 1000;
   const t1 = performance.now();
-  for (let i = 1; i <= TASKS; i++) {
+  for (let i = 1; i <= tasks; i++) {
     const node = nodes[(i - 1) % nodes.length]!;
     const dir = `plain/T${i}`;
     while (ssh(node.alias, `test -f ${dir}/result.bundle && echo yes || echo no`).toString().trim() !== 'yes') {
@@ -107,7 +123,7 @@ async function benchPlain(world: SshWorld, work: string) {
     git('merge', '-q', '--no-ff', '--no-edit', `task/T${i}`);
   }
   const pull = (performance.now() - t1) / 1000;
-  assertAllMerged(clone, 'plain');
+  assertAllMerged(clone, 'plain', tasks);
   return { dispatch, pull, baseBytes };
 }
 
@@ -135,6 +151,21 @@ try {
       row(['total (s)', (g.dispatch + g.pull).toFixed(2), (p.dispatch + p.pull).toFixed(2), ((g.dispatch + g.pull) / (p.dispatch + p.pull)).toFixed(2)]),
     );
     if (TIME) console.log(row(['gsync-ctl peak RSS (MiB)', `${g.dispatchRss.toFixed(0)} / ${g.pullRss.toFixed(0)}`, '', '(dispatch / pull)']));
+  }
+  // One task's round trip on a small repo, and 4 tasks on 2 nodes sent in one dispatch against the script run per node in parallel.
+  for (const [label, tasks, batch] of [
+    ['small repo (200 files), one task round trip', 1, false],
+    ['small repo (200 files), 4 tasks on 2 nodes: one dispatch + pull --wait vs script 2 per node in parallel', 4, true],
+  ] as const) {
+    const repo = makeRepo(200);
+    const plainWork = tempDir('gsync-bench-plain-');
+    execFileSync('git', ['clone', '-q', repo.dir, join(plainWork, 'clone')]);
+    const g = await benchGsync(world, repo, batch ? 'batch' : 'single', tasks, batch);
+    const p = await benchPlain(world, plainWork, tasks, batch);
+    const total = (x: { dispatch: number; pull: number }) => x.dispatch + x.pull;
+    console.log(`\n${label}`);
+    console.log(row(['', 'gsync', 'plain', 'gsync/plain']));
+    console.log(row(['round trip (s)', total(g).toFixed(2), total(p).toFixed(2), (total(g) / total(p)).toFixed(2)]));
   }
 } finally {
   await world.stop();
