@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { dispatch, pullBundles } from '@gsync/controller';
-import { AGENTS, cleanupTempDirs, gitRepo, tempDir, type GitRepo } from './helpers/git-repo.js';
+import { AGENTS, NODE_TOOL, cleanupTempDirs, gitRepo, tempDir, type GitRepo } from './helpers/git-repo.js';
 import { specFile, testContext, writeConfig } from './helpers/world.js';
 
 /**
@@ -198,6 +198,23 @@ describe('the object cache on a node', () => {
     await mergeAll(w);
     expect(repo.git('show', 'main:slow.txt')).toBe('slow\n');
     expect(repo.git('show', 'main:fast.txt')).toBe('fast\n');
+  });
+
+  it('replaces an older gsync-node on the node before it uses the cache', async () => {
+    const repo = bigRepo();
+    const w = setup(repo);
+    // What an older build answers: a hello without a cache, and no idea of what a thin bundle is.
+    const tool = join(w.ctx.configDir, 'nodes/l1/dispatch/.gsync/gsync-node.mjs');
+    mkdirSync(dirname(tool), { recursive: true });
+    writeFileSync(
+      tool,
+      `if (process.argv[2] === 'hello') console.log(JSON.stringify({ version: '0.0.1', protocol: 1, sha256: 'old', node: process.version, git: 'git version 2' }));\nelse process.exit(1);\n`,
+    );
+    const first = await send(w, 'One\n\nwrite a.txt one\n');
+    expect(first.tool_installed).toBe(true);
+    expect(readFileSync(tool)).toEqual(readFileSync(NODE_TOOL));
+    await mergeAll(w);
+    expect(repo.git('show', 'main:a.txt')).toBe('one\n');
   });
 
   it('costs a task its checkout, not the history', async () => {
