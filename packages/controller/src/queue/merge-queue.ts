@@ -17,7 +17,7 @@ function seconds(from: string | null, to: string | null): number | undefined {
   return (Date.parse(to) - Date.parse(from)) / 1000;
 }
 
-export function testGateLogPath(configDir: string, project: string, taskId: string): string {
+function testGateLogPath(configDir: string, project: string, taskId: string): string {
   return join(configDir, 'reports', project, taskId, 'verify.log');
 }
 

@@ -59,15 +59,6 @@ export async function advanceMain(repo: string, mainRef: string, main: string, c
   return { kind: 'merged', commit, already: false };
 }
 
-/** planMerge then advanceMain: a whole merge with no gate in between. */
-export async function mergeIntoMain(req: MergeRequest): Promise<MergeOutcome> {
-  const plan = await planMerge(req);
-  if (plan.kind === 'already') return { kind: 'merged', commit: plan.commit, already: true };
-  if (plan.kind === 'conflicted') return { kind: 'conflicted', paths: plan.paths, messages: plan.messages };
-  if (plan.kind === 'blocked') return plan;
-  return advanceMain(req.repo, req.mainRef, plan.main, plan.commit);
-}
-
 /** The user's identity when git has one, else a neutral one for gsync's merge commits. */
 export async function mergeIdentity(repo: string): Promise<Record<string, string> | undefined> {
   if (await gitOps.hasIdentity(repo)) return undefined;
