@@ -1,4 +1,5 @@
-import { mkdir, open, rename, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { GitError, ProtocolError, gitOps, parseBundleHeader, type TaskManifest } from '@gsync/core';
 import { checkName } from '@gsync/core';
@@ -34,12 +35,22 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
+/** Makes the cache if there is none. Two tasks may arrive at once: each builds one aside, the first rename wins. */
 export async function openCache(dir: string): Promise<void> {
   if (await exists(join(dir, 'HEAD'))) return;
-  await mkdir(dir, { recursive: true });
-  await gitOps.git(dir, ['init', '-q', '--bare', '.']);
-  // Objects still used by a running task's worktree are safe from gc; an automatic gc in the middle of a fetch only costs time.
-  await gitOps.setConfig(dir, 'gc.auto', '0');
+  await mkdir(dirname(dir), { recursive: true });
+  const fresh = `${dir}.new-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    await mkdir(fresh);
+    await gitOps.git(fresh, ['init', '-q', '--bare', '.']);
+    // Objects still used by a running task's worktree are safe from gc; an automatic gc in the middle of a fetch only costs time.
+    await gitOps.setConfig(fresh, 'gc.auto', '0');
+    await rename(fresh, dir).catch(async (error: NodeJS.ErrnoException) => {
+      if (!(await exists(join(dir, 'HEAD')))) throw error;
+    });
+  } finally {
+    await rm(fresh, { recursive: true, force: true });
+  }
 }
 
 /**

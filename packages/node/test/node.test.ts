@@ -30,6 +30,7 @@ function taskTar(
   spec: string,
   entries: { name: string; data: Buffer }[] = [],
   revs = ['refs/heads/main'],
+  taskId = 'S01',
 ): { tar: Readable; manifest: TaskManifest } {
   const bundlePath = join(tempDir('gsync-bundle-'), 'base.bundle');
   repo.git('bundle', 'create', '-q', bundlePath, ...revs);
@@ -37,9 +38,9 @@ function taskTar(
   const manifest: TaskManifest = {
     protocol: PROTOCOL_VERSION,
     project: 'proj',
-    task_id: 'S01',
+    task_id: taskId,
     node: 'n1',
-    branch: 'task/proj-S01-n1',
+    branch: `task/proj-${taskId}-n1`,
     base: { ref: 'refs/heads/main', commit: repo.head() },
     bundle: { name: FILES.baseBundle, size: bundle.length, sha256: sha256(bundle) },
     spec: { name: FILES.spec, sha256: sha256(Buffer.from(spec)), title: spec.split('\n')[0]! },
@@ -140,6 +141,19 @@ describe('gsync-node', () => {
     expect(JSON.parse(full.stdout)).toMatchObject({ created: true });
     const hello = JSON.parse((await node(['hello', '--work-root', workRoot, '--project', 'proj'])).stdout) as { cache: string[] };
     expect(hello.cache).toEqual([repo.head()]);
+  });
+
+  it('takes tasks arriving at once into one new object cache', async () => {
+    const repo = gitRepo();
+    // Several rounds of eight at once: two of them creating the cache together is then all but certain.
+    for (let round = 0; round < 4; round++) {
+      const workRoot = tempDir('gsync-work-');
+      const accept = (id: string) =>
+        node(['accept', '--work-root', workRoot, '--project', 'proj', '--task', id], taskTar(repo, `Task ${id}\n`, [], ['refs/heads/main'], id).tar);
+      const results = await Promise.all(Array.from({ length: 8 }, (_, i) => accept(`S0${i + 1}`)));
+      for (const r of results) expect(r.code, r.stderr).toBe(0);
+      expect(readdirSync(join(workRoot, 'proj')).sort()).toEqual(['cache.git', 'tasks']);
+    }
   });
 
   it('refuses a task stream with any other entry, and leaves no task dir behind', async () => {
