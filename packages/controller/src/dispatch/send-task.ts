@@ -42,6 +42,12 @@ export interface TaskToSend {
   retryOf?: string;
 }
 
+/** A node's words, shown: one line, no control character, at most 300 characters. */
+const inert = (text: string) => {
+  const flat = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ');
+  return flat.length > 300 ? `${flat.slice(0, 300)}…` : flat;
+};
+
 /** Only a link that failed after connecting can have delivered the task with its answer lost. */
 const mayHaveArrived = (error: unknown) => error instanceof SshError && error.kind === 'transfer';
 
@@ -162,9 +168,9 @@ export async function deliverTask(session: Session, reserved: ReservedTask, link
         let sent = await deliver(hello.cache ?? []);
         if (sent.answer.need_full) {
           // The node's cache does not hold what it said (deleted, pruned, damaged): never trusted, everything goes again.
-          session.log({ ...at, level: 'warn', kind: 'cache_miss', message: `${node.name}: ${sent.answer.need_full}; sending the whole history` });
+          session.log({ ...at, level: 'warn', kind: 'cache_miss', message: `${node.name}: ${inert(sent.answer.need_full)}; sending the whole history` });
           sent = await deliver([]);
-          if (sent.answer.need_full) throw new ProtocolError(`node ${node.name} refused the whole history of ${project.name}: ${sent.answer.need_full}`);
+          if (sent.answer.need_full) throw new ProtocolError(`node ${node.name} refused the whole history of ${project.name}: ${inert(sent.answer.need_full)}`);
         }
         return { installed, ...sent };
       },
