@@ -172,6 +172,16 @@ export async function updateRef(cwd: string, ref: string, newOid: string, oldOid
   await git(cwd, ['update-ref', '-m', reason, ref, newOid, oldOid]);
 }
 
+/** The type of each object named (`commit`, `tree`, ...), or `missing`, in order, from one `cat-file --batch-check`. */
+export async function objectTypes(cwd: string, revs: readonly string[]): Promise<string[]> {
+  if (revs.length === 0) return [];
+  const r = await git(cwd, ['cat-file', '--batch-check=%(objecttype)'], { input: `${revs.join('\n')}\n` });
+  return r.stdout
+    .split('\n')
+    .slice(0, revs.length)
+    .map((line) => (line.endsWith(' missing') ? 'missing' : line));
+}
+
 /** Points `ref` at `newOid` whatever it pointed to before. */
 export async function setRef(cwd: string, ref: string, newOid: string, reason: string): Promise<void> {
   await git(cwd, ['update-ref', '-m', reason, ref, newOid]);

@@ -64,8 +64,10 @@ export async function cachedCommits(dir: string): Promise<string[]> {
     const refs = await gitOps.git(dir, ['for-each-ref', '--sort=-committerdate', '--format=%(objectname)', 'refs/gsync/tasks/', 'refs/heads/']);
     const commits = [...new Set(refs.stdout.split('\n').filter((l) => /^[0-9a-f]{40}$/.test(l)))].slice(0, MAX_HAVES);
     if (commits.length === 0) return [];
-    const check = await gitOps.git(dir, ['cat-file', '--batch-check=%(objecttype)'], { input: `${commits.flatMap((c) => [c, `${c}^{tree}`]).join('\n')}\n` });
-    const types = check.stdout.split('\n');
+    const types = await gitOps.objectTypes(
+      dir,
+      commits.flatMap((c) => [c, `${c}^{tree}`]),
+    );
     return commits.filter((_, i) => types[2 * i] === 'commit' && types[2 * i + 1] === 'tree');
   } catch (error) {
     if (error instanceof GitError) return [];

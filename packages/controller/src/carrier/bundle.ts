@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FILES, ProtocolError, errorMessage, failpoint, git, gitOps, sha256File } from '@gsync/core';
+import { FILES, ProtocolError, errorMessage, failpoint, gitOps, sha256File } from '@gsync/core';
 import { fetchTaskFile } from '../node-api/calls.js';
 import { headerProblem, readBundleHeader } from '../result/bundle-header.js';
 import { downloadVerified } from '../result/download.js';
@@ -23,9 +23,7 @@ export const bundleCarrier: Carrier = {
 /** The commits of `offered` that this repository has: what a thin bundle may leave out. */
 async function knownCommits(repo: string, offered: readonly string[]): Promise<string[]> {
   const candidates = offered.filter((c) => /^[0-9a-f]{40}$/.test(c));
-  if (candidates.length === 0) return [];
-  const r = await git(repo, ['cat-file', '--batch-check=%(objecttype)'], { input: `${candidates.join('\n')}\n` });
-  const types = r.stdout.split('\n');
+  const types = await gitOps.objectTypes(repo, candidates);
   return candidates.filter((_, i) => types[i] === 'commit');
 }
 

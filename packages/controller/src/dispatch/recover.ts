@@ -6,7 +6,7 @@ import { reportTasks } from '../node-api/calls.js';
 import { ensureNodeTool } from '../node-api/install.js';
 import { loadNodeTool } from '../node-api/node-tool.js';
 import { withNode } from '../ssh/connect.js';
-import type { TaskRow } from '../store/store.js';
+import { tasksByNode, type TaskRow } from '../store/store.js';
 
 /**
  * Settles dispatches a crashed gsync-ctl left `dispatching`: the node is asked
@@ -18,9 +18,7 @@ export async function recoverDispatching(session: Session, project: ProjectConfi
   const { store, config } = session;
   const orphans = store.listTasks(project.name, ['dispatching']).filter((t) => !processAlive(t.dispatch_pid));
   const settled: TaskRow[] = [];
-  const byNode = new Map<string, TaskRow[]>();
-  for (const t of orphans) byNode.set(t.node, [...(byNode.get(t.node) ?? []), t]);
-  for (const [nodeName, tasks] of byNode) {
+  for (const [nodeName, tasks] of tasksByNode(orphans)) {
     const at = { project: project.name, node: nodeName };
     try {
       const node = getNode(config, nodeName);

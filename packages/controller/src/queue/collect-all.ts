@@ -12,7 +12,7 @@ import { attention } from '../report/task-entry.js';
 import { collectTask } from '../result/collect.js';
 import { isTransient, withNodeRetrying } from '../ssh/connect.js';
 import type { NodeLinks } from '../ssh/links.js';
-import type { TaskRow } from '../store/store.js';
+import { tasksByNode, type TaskRow } from '../store/store.js';
 import { settle } from './settle.js';
 
 /** Asks each node about its open tasks and collects the finished ones. Nodes are handled in parallel. */
@@ -24,8 +24,7 @@ export async function collectAll(
   links?: NodeLinks,
 ): Promise<void> {
   const { store } = session;
-  const byNode = new Map<string, TaskRow[]>();
-  for (const t of store.listTasks(project.name, WATCHED_STATES)) byNode.set(t.node, [...(byNode.get(t.node) ?? []), t]);
+  const byNode = tasksByNode(store.listTasks(project.name, WATCHED_STATES));
   const limit = pLimit(4);
   await Promise.all(
     [...byNode].map(([nodeName, nodeTasks]) =>

@@ -4,7 +4,7 @@ import { getNode, type ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
 import { waitForTasks } from '../node-api/calls.js';
 import type { NodeLinks } from '../ssh/links.js';
-import type { TaskRow } from '../store/store.js';
+import { tasksByNode } from '../store/store.js';
 
 /**
  * Between the rounds of `pull --wait`: one long poll per node with running tasks, over
@@ -18,8 +18,7 @@ export async function waitForChange(
   links: NodeLinks,
   seconds: number,
 ): Promise<'changed' | 'timeout' | 'unavailable'> {
-  const byNode = new Map<string, TaskRow[]>();
-  for (const t of session.store.listTasks(project.name, ['dispatched'])) byNode.set(t.node, [...(byNode.get(t.node) ?? []), t]);
+  const byNode = tasksByNode(session.store.listTasks(project.name, ['dispatched']));
   const cancels: PassThrough[] = [];
   const polls = [...byNode].map(async ([name, tasks]) => {
     const node = getNode(session.config, name);

@@ -53,6 +53,13 @@ export interface TaskRow {
 export type NewTask = Pick<TaskRow, 'project' | 'task_id' | 'node' | 'branch' | 'base_ref' | 'base_commit' | 'spec_title' | 'spec_sha256'> &
   Partial<Pick<TaskRow, 'spec_text' | 'spec_files' | 'resolves' | 'merge_head' | 'dispatch_pid' | 'retry_of'>>;
 
+/** Tasks grouped by the node they went to, in the order given. */
+export function tasksByNode<T extends Pick<TaskRow, 'node'>>(tasks: readonly T[]): Map<string, T[]> {
+  const byNode = new Map<string, T[]>();
+  for (const t of tasks) byNode.set(t.node, [...(byNode.get(t.node) ?? []), t]);
+  return byNode;
+}
+
 /** Fields of a task that change with its journey; its state changes only through lifecycle's `transition()`. */
 export type TaskFields = Partial<Omit<TaskRow, 'project' | 'task_id' | 'seq' | 'state'>>;
 
