@@ -3,7 +3,7 @@
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = new URL('..', import.meta.url);
@@ -34,6 +34,8 @@ const digest = createHash('sha256').update(readFileSync(nodeFile)).digest('hex')
 writeFileSync(new URL('packages/node/dist/gsync-node.json', root), `${JSON.stringify({ version: hello.version, protocol: hello.protocol, sha256: digest })}\n`);
 
 // Split at the commands' dynamic imports: a command loads only what it needs (status never loads ssh2).
+// Minified: parsing is most of a short command's start-up. Old chunks go first, or they pile up.
+rmSync(new URL('packages/controller/dist', root), { recursive: true, force: true });
 await build({
   ...shared,
   entryPoints: { 'gsync-ctl': 'packages/controller/src/entry.ts' },
@@ -42,5 +44,6 @@ await build({
   splitting: true,
   chunkNames: 'chunks/[name]-[hash]',
   target: 'node20',
+  minify: true,
   external: ['better-sqlite3', 'ssh2', 'cpu-features'],
 });

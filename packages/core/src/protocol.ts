@@ -1,4 +1,8 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import { en } from 'zod/locales';
+
+// zod/mini carries no messages of its own: the English ones, as the full zod has.
+z.config(en());
 import { isValidName } from './names.js';
 
 /**
@@ -20,14 +24,14 @@ export const FILES = {
   result: 'result.json',
 } as const;
 
-const name = z.string().refine(isValidName, 'is not a valid name');
-const sha1 = z.string().regex(/^[0-9a-f]{40}$/, 'is not a commit id');
-const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'is not a sha256');
-const fullRef = z.string().regex(/^refs\/heads\/[A-Za-z0-9._/-]+$/, 'is not a full branch ref');
+const name = z.string().check(z.refine(isValidName, 'is not a valid name'));
+const sha1 = z.string().check(z.regex(/^[0-9a-f]{40}$/, 'is not a commit id'));
+const sha256 = z.string().check(z.regex(/^[0-9a-f]{64}$/, 'is not a sha256'));
+const fullRef = z.string().check(z.regex(/^refs\/heads\/[A-Za-z0-9._/-]+$/, 'is not a full branch ref'));
 
 export const FileRef = z.object({
   name: z.string(),
-  size: z.number().int().nonnegative(),
+  size: z.int().check(z.nonnegative()),
   sha256,
 });
 export type FileRef = z.infer<typeof FileRef>;
@@ -37,34 +41,37 @@ export const TaskManifest = z.object({
   project: name,
   task_id: name,
   node: name,
-  branch: z.string().min(1),
+  branch: z.string().check(z.minLength(1)),
   base: z.object({ ref: fullRef, commit: sha1 }),
   /**
    * A conflict resolution: the node starts from `git merge` of this branch (carried in the
    * base bundle) into the base, and the agent resolves what conflicts.
    */
-  merge: z.object({ ref: fullRef, commit: sha1 }).optional(),
+  merge: z.optional(z.object({ ref: fullRef, commit: sha1 })),
   /**
    * The code: a bundle of the base (and the merged branch) minus what the node's object
    * cache already holds. Absent when the cache holds all of it already.
    */
-  bundle: FileRef.optional(),
+  bundle: z.optional(FileRef),
   spec: z.object({ name: z.literal(FILES.spec), sha256, title: z.string() }),
   agent: z.object({
-    argv: z.array(z.string()).min(1),
-    timeout_seconds: z.number().positive(),
-    kill_grace_seconds: z.number().nonnegative().default(5),
+    argv: z.array(z.string()).check(z.minLength(1)),
+    timeout_seconds: z.number().check(z.positive()),
+    kill_grace_seconds: z._default(z.number().check(z.nonnegative()), 5),
   }),
   /** What the node must never commit (added to the built-in secret rules). */
-  policy: z
-    .object({ deny_paths: z.array(z.string()), allow_paths: z.array(z.string()), deny_patterns: z.array(z.string()) })
-    .partial()
-    .optional(),
+  policy: z.optional(
+    z.object({
+      deny_paths: z.optional(z.array(z.string())),
+      allow_paths: z.optional(z.array(z.string())),
+      deny_patterns: z.optional(z.array(z.string())),
+    }),
+  ),
   created_at: z.string(),
 });
 export type TaskManifest = z.infer<typeof TaskManifest>;
 
-export const RUNNING_STATES = ['received', 'preparing', 'running', 'committing', 'bundling'] as const;
+export const RUNNING_STATES = ['queued', 'received', 'preparing', 'running', 'committing', 'bundling'] as const;
 export const FINAL_STATES = ['done', 'empty', 'failed', 'timeout'] as const;
 export const NodeState = z.enum([...RUNNING_STATES, ...FINAL_STATES]);
 export type NodeState = z.infer<typeof NodeState>;
@@ -73,14 +80,14 @@ export const TaskStatus = z.object({
   protocol: z.literal(PROTOCOL_VERSION),
   state: NodeState,
   updated_at: z.string(),
-  started_at: z.string().optional(),
-  finished_at: z.string().optional(),
-  pid: z.number().int().optional(),
-  agent_pid: z.number().int().optional(),
-  agent_exit_code: z.number().int().nullable().optional(),
-  error: z.string().optional(),
+  started_at: z.optional(z.string()),
+  finished_at: z.optional(z.string()),
+  pid: z.optional(z.int()),
+  agent_pid: z.optional(z.int()),
+  agent_exit_code: z.optional(z.nullable(z.int())),
+  error: z.optional(z.string()),
   /** Files the node refused to commit as secrets (also in result.json, which an empty task has not). */
-  withheld: z.array(z.object({ path: z.string(), rule: z.string() })).optional(),
+  withheld: z.optional(z.array(z.object({ path: z.string(), rule: z.string() }))),
   history: z.array(z.object({ state: NodeState, at: z.string() })),
 });
 export type TaskStatus = z.infer<typeof TaskStatus>;
@@ -93,14 +100,14 @@ export const TaskResult = z.object({
   branch: z.string(),
   base: sha1,
   head: sha1,
-  commits: z.number().int().nonnegative(),
+  commits: z.int().check(z.nonnegative()),
   changed_paths: z.array(z.string()),
   bundle: FileRef,
   /** Work in progress of an agent that failed or timed out: reported, never merged. */
   wip: z.boolean(),
-  agent_exit_code: z.number().int().nullable(),
+  agent_exit_code: z.nullable(z.int()),
   /** Files the agent wrote that the node refused to commit (secrets); they stay on the node. */
-  withheld: z.array(z.object({ path: z.string(), rule: z.string() })).optional(),
+  withheld: z.optional(z.array(z.object({ path: z.string(), rule: z.string() }))),
   finished_at: z.string(),
 });
 export type TaskResult = z.infer<typeof TaskResult>;
@@ -109,9 +116,9 @@ export type TaskResult = z.infer<typeof TaskResult>;
 export const TaskReport = z.object({
   task_id: z.string(),
   exists: z.boolean(),
-  status: TaskStatus.nullable(),
-  result: TaskResult.nullable(),
-  error: z.string().optional(),
+  status: z.nullable(TaskStatus),
+  result: z.nullable(TaskResult),
+  error: z.optional(z.string()),
 });
 export type TaskReport = z.infer<typeof TaskReport>;
 
@@ -120,7 +127,7 @@ export function isFinal(state: NodeState): boolean {
 }
 
 /** One line from a zod failure: the first issue, with its path. */
-export function describeZodError(error: z.ZodError): { path: string; message: string } {
+export function describeZodError(error: z.core.$ZodError): { path: string; message: string } {
   const issue = error.issues[0];
   if (!issue) return { path: '', message: 'is invalid' };
   return { path: issue.path.map(String).join('.'), message: issue.message };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import { TaskManifest, TaskReport, TaskResult, TaskStatus, describeZodError, isFinal } from '@gsync/core';
 
 const SHA1 = '0123456789abcdef0123456789abcdef01234567';
@@ -67,7 +67,7 @@ function withField(base: Record<string, unknown>, path: string, value: unknown):
 }
 
 /** The dotted path of the first problem zod reports, or 'ok'. */
-function firstProblem(schema: z.ZodType, value: unknown): string {
+function firstProblem(schema: z.ZodMiniType, value: unknown): string {
   const r = schema.safeParse(value);
   return r.success ? 'ok' : describeZodError(r.error).path;
 }

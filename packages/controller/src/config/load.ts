@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse, printParseErrorCode, type ParseError } from 'jsonc-parser';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import { ConfigError, compilePolicy, describeZodError, isValidName } from '@gsync/core';
 import { GitConfig, NAME_RULE, NodeEntry, NodesFile, ProjectEntry, ProjectsFile, type Config, type ProjectConfig, type SecretsConfig } from './schema.js';
 

@@ -1,99 +1,86 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { isValidName } from '@gsync/core';
 
 /**
  * nodes.json and projects.json. Both are JSON with comments allowed, and an
  * elided array `[...]` (as in the seed's own examples) reads as empty.
+ * Written with zod/mini: only what is used is loaded, so `status` starts quickly.
  */
-const name = z.string().refine(isValidName, 'must be letters, digits, ".", "_" or "-" (start and end with a letter or digit)');
+const name = z.string().check(z.refine(isValidName, 'must be letters, digits, ".", "_" or "-" (start and end with a letter or digit)'));
 
-const argv = z.array(z.string()).min(1, 'must name a command');
-const agentRef = z.union([argv, z.string().min(1)]);
+const argv = z.array(z.string()).check(z.minLength(1, 'must name a command'));
+const text = z.string().check(z.minLength(1));
+const positive = z.number().check(z.positive());
+const count = z.int().check(z.positive());
+const agentRef = z.union([argv, text]);
 
 export const NodeEntry = z.object({
   name,
-  transport: z.enum(['ssh', 'local']).default('ssh'),
-  host: z.string().min(1).optional(),
-  port: z.number().int().min(1).max(65535).optional(),
-  user: z.string().min(1).optional(),
-  identity_file: z.string().min(1).optional(),
-  known_hosts: z.string().min(1).optional(),
-  work_root: z.string().min(1).default('~/dispatch'),
+  transport: z._default(z.enum(['ssh', 'local']), 'ssh'),
+  host: z.optional(text),
+  port: z.optional(z.int().check(z.minimum(1), z.maximum(65535))),
+  user: z.optional(text),
+  identity_file: z.optional(text),
+  known_hosts: z.optional(text),
+  work_root: z._default(text, '~/dispatch'),
   /** For `local` nodes: the folder that plays the node user's home. */
-  home: z.string().min(1).optional(),
-  node_bin: z.string().min(1).default('node'),
-  agent: agentRef.optional(),
-  agent_timeout_seconds: z.number().positive().optional(),
-  max_parallel: z.number().int().positive().default(4),
-  connect_timeout_seconds: z.number().positive().default(20),
+  home: z.optional(text),
+  node_bin: z._default(text, 'node'),
+  agent: z.optional(agentRef),
+  agent_timeout_seconds: z.optional(positive),
+  max_parallel: z._default(count, 4),
+  connect_timeout_seconds: z._default(positive, 20),
   /** Seconds between SSH keepalives; three unanswered ones end a stalled connection. */
-  keepalive_seconds: z.number().positive().default(15),
+  keepalive_seconds: z._default(positive, 15),
   /** A task whose node has not answered for this long is marked stale (default: nodes.json's). */
-  stale_after_seconds: z.number().positive().optional(),
+  stale_after_seconds: z.optional(positive),
 });
 
 export const GitConfig = z.object({
-  default_sync_mode: z.enum(['bundle', 'git', 'scp']).default('bundle'),
-  github_org: z.string().optional(),
-  branch_prefix: z
-    .string()
-    .regex(/^[A-Za-z0-9._-]+\/$/, 'must be a path segment ending in "/", like "task/"')
-    .default('task/'),
-  auto_cleanup_branches: z.boolean().default(false),
-  conflict_handler: z.string().optional(),
+  default_sync_mode: z._default(z.enum(['bundle', 'git', 'scp']), 'bundle'),
+  github_org: z.optional(z.string()),
+  branch_prefix: z._default(z.string().check(z.regex(/^[A-Za-z0-9._-]+\/$/, 'must be a path segment ending in "/", like "task/"')), 'task/'),
+  auto_cleanup_branches: z._default(z.boolean(), false),
+  conflict_handler: z.optional(z.string()),
 });
 
 /** What must never travel in a result (see the README's secrets section); lists add to the defaults. */
 export const SecretsConfig = z.object({
-  deny_paths: z.array(z.string().min(1)).default([]),
-  allow_paths: z.array(z.string().min(1)).default([]),
-  deny_patterns: z.array(z.string().min(1)).default([]),
+  deny_paths: z._default(z.array(text), []),
+  allow_paths: z._default(z.array(text), []),
+  deny_patterns: z._default(z.array(text), []),
 });
 
 export const NodesFile = z.object({
   nodes: z.array(NodeEntry),
-  git_config: GitConfig.default(GitConfig.parse({})),
-  agents: z.record(z.string(), argv).default({}),
-  ssh_config: z.string().optional(),
-  agent_timeout_seconds: z.number().positive().default(3600),
-  max_result_bytes: z
-    .number()
-    .int()
-    .positive()
-    .default(2 * 1024 ** 3),
-  max_blob_bytes: z
-    .number()
-    .int()
-    .positive()
-    .default(100 * 1024 ** 2),
-  max_result_paths: z.number().int().positive().default(100_000),
-  max_result_commits: z.number().int().positive().default(10_000),
-  stale_after_seconds: z
-    .number()
-    .positive()
-    .default(6 * 3600),
+  git_config: z._default(GitConfig, () => z.parse(GitConfig, {})),
+  agents: z._default(z.record(z.string(), argv), {}),
+  ssh_config: z.optional(z.string()),
+  agent_timeout_seconds: z._default(positive, 3600),
+  max_result_bytes: z._default(count, 2 * 1024 ** 3),
+  max_blob_bytes: z._default(count, 100 * 1024 ** 2),
+  max_result_paths: z._default(count, 100_000),
+  max_result_commits: z._default(count, 10_000),
+  stale_after_seconds: z._default(positive, 6 * 3600),
   /** How many times a cut or stalled transfer is tried again (with backoff) within one run. */
-  transfer_retries: z.number().int().nonnegative().default(3),
-  secrets: SecretsConfig.default(SecretsConfig.parse({})),
+  transfer_retries: z._default(z.int().check(z.nonnegative()), 3),
+  secrets: z._default(SecretsConfig, () => z.parse(SecretsConfig, {})),
 });
 
 export const ProjectEntry = z.object({
-  repo_url: z.string().optional(),
-  repo_local: z.string().min(1),
-  sync_mode: z.enum(['bundle', 'git', 'scp']).optional(),
-  main_branch: z
-    .string()
-    .regex(/^(?!refs\/)[A-Za-z0-9._/-]+$/, 'must be a branch name like "main"')
-    .default('main'),
-  agent: agentRef.optional(),
-  agent_timeout_seconds: z.number().positive().optional(),
+  repo_url: z.optional(z.string()),
+  repo_local: text,
+  sync_mode: z.optional(z.enum(['bundle', 'git', 'scp'])),
+  main_branch: z._default(z.string().check(z.regex(/^(?!refs\/)[A-Za-z0-9._/-]+$/, 'must be a branch name like "main"')), 'main'),
+  agent: z.optional(agentRef),
+  agent_timeout_seconds: z.optional(positive),
   /** The test gate: run in a throw-away checkout of each merge before main moves. */
-  verify_command: argv.optional(),
-  verify_timeout_seconds: z.number().positive().default(1800),
+  verify_command: z.optional(argv),
+  verify_timeout_seconds: z._default(positive, 1800),
   /** Agent (profile name or argv) that resolves conflicts; overrides git_config.conflict_handler. */
-  conflict_handler: agentRef.optional(),
+  conflict_handler: z.optional(agentRef),
   /** Added to nodes.json's "secrets" for this project. */
-  secrets: SecretsConfig.optional(),
+  secrets: z.optional(SecretsConfig),
 });
 
 export const ProjectsFile = z.record(z.string(), ProjectEntry);

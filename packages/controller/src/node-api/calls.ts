@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { pack } from 'tar-stream';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { ProtocolError, TaskReport } from '@gsync/core';
 import type { NodeConfig } from '../config.js';
 import { remoteFailure as failure, type NodeTransport } from '../ssh/transport.js';
@@ -19,8 +19,8 @@ const AcceptAnswer = z.object({
   taskDir: z.string(),
   created: z.boolean(),
   /** The node's object cache lacks what the bundle builds on: nothing was kept, send everything. */
-  need_full: z.string().max(4000).optional(),
-  start: z.object({ started: z.boolean(), pid: z.number().optional(), state: z.string() }).optional(),
+  need_full: z.optional(z.string().check(z.maxLength(4000))),
+  start: z.optional(z.object({ started: z.boolean(), pid: z.optional(z.number()), state: z.string() })),
 });
 export type AcceptAnswer = z.infer<typeof AcceptAnswer>;
 
@@ -72,7 +72,7 @@ export async function fetchTaskFile(t: NodeTransport, node: NodeConfig, project:
   if (r.code !== 0) throw failure(node.name, `cannot read ${file} of task ${taskId}`, r);
 }
 
-const WaitAnswer = z.object({ changed: z.array(z.string().max(200)).max(10_000) });
+const WaitAnswer = z.object({ changed: z.array(z.string().check(z.maxLength(200))).check(z.maxLength(10_000)) });
 
 /**
  * `gsync-node wait`: answers once one of the tasks needs a look (finished, gone, or its

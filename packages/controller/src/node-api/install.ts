@@ -1,5 +1,5 @@
 import { posix } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { SshError, UsageError } from '@gsync/core';
 import type { NodeConfig } from '../config.js';
 import { remoteFailure as failure, type NodeTransport } from '../ssh/transport.js';
@@ -24,12 +24,9 @@ const Hello = z.object({
   protocol: z.number(),
   sha256: z.string(),
   node: z.string(),
-  git: z.string().nullable(),
+  git: z.nullable(z.string()),
   /** Asked with a project: the commits its object cache on the node holds, newest first. */
-  cache: z
-    .array(z.string().regex(/^[0-9a-f]{40}$/))
-    .max(1000)
-    .optional(),
+  cache: z.optional(z.array(z.string().check(z.regex(/^[0-9a-f]{40}$/))).check(z.maxLength(1000))),
 });
 export type Hello = z.infer<typeof Hello>;
 
