@@ -64,7 +64,13 @@ export function renderRunSummary(c: ChalkInstance, r: RunReport): string {
     for (const m of r.forecast.with_main) lines.unshift(c.yellow(`forecast: ${m.task_id} conflicts with main in ${m.paths.join(', ')}`));
     for (const p of r.forecast.pairs) lines.unshift(c.yellow(`forecast: ${p.a} and ${p.b} conflict in ${p.paths.join(', ')}`));
   }
-  for (const p of r.pending) lines.push(`${c.cyan('running   ')} ${p.task_id} ${c.dim(`(${p.node})`)} ${p.node_state ?? ''}`);
+  for (const p of r.pending) {
+    // A queued task has not started: it waits on its node for one of the node's max_parallel slots.
+    const queued = p.node_state === 'queued';
+    lines.push(
+      `${c.cyan(queued ? 'queued    ' : 'running   ')} ${p.task_id} ${c.dim(`(${p.node})`)} ${queued ? 'for a free slot on its node' : (p.node_state ?? '')}`,
+    );
+  }
   for (const o of r.outstanding) lines.push(`${c.red(`${o.outcome} (earlier)`.padEnd(10))} ${o.task_id} ${c.dim(`(${o.node})`)} ${o.branch}`);
   lines.push(c.dim(`${r.main_ref}: ${r.main_before.slice(0, 12)} → ${r.main_after.slice(0, 12)}; report: ${r.report_path}`));
   return lines.join('\n');

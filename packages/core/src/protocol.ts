@@ -12,6 +12,9 @@ import { isValidName } from './names.js';
  */
 export const PROTOCOL_VERSION = 1;
 
+/** The first entry of `gsync-node collect`'s tar: the report of every task asked about; `<task_id>.bundle` entries follow. */
+export const COLLECT_REPORT = 'report.json';
+
 export const FILES = {
   manifest: 'task.json',
   spec: 'spec.md',

@@ -18,6 +18,8 @@ export interface AcceptOptions {
   taskId: string;
   input: Readable;
   maxBytes: number;
+  /** The task is to run: it joins the node's queue as it lands, so its place is its accept time. */
+  start?: boolean;
 }
 
 export interface AcceptResult {
@@ -134,7 +136,7 @@ export async function acceptTask(options: AcceptOptions): Promise<AcceptResult> 
     const cache = await receiveIntoCache(cacheDir(options.workRoot, options.project), manifest, bundle);
     if (cache.kind === 'need-full') return { taskDir: dir, created: false, need_full: cache.reason };
     if (bundle) await rm(bundle);
-    await setState(join(incoming, FILES.status), 'received');
+    await setState(join(incoming, FILES.status), options.start ? 'queued' : 'received');
     await rename(incoming, dir);
     return { taskDir: dir, created: true };
   } finally {

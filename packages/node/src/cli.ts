@@ -4,9 +4,12 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { once } from 'node:events';
 import { FILES, PROTOCOL_VERSION, errorMessage, gitOps } from '@gsync/core';
+import type { Readable, Writable } from 'node:stream';
 import { acceptTask } from './accept.js';
+import { collectTasks } from './collect.js';
 import { cacheDir, cachedCommits } from './cache.js';
-import { taskDir, taskPaths } from './paths.js';
+import { taskDir, taskPaths, workRootOfTask } from './paths.js';
+import { kickQueue } from './queue.js';
 import { reportTasks } from './report.js';
 import { runTask } from './run.js';
 import { startTask } from './start.js';
@@ -21,14 +24,45 @@ const SENDABLE = new Set<string>([FILES.resultBundle, FILES.result, FILES.status
 const USAGE = `gsync-node ${VERSION} (protocol ${PROTOCOL_VERSION})
 usage:
   gsync-node hello [--work-root DIR --project P]   (with a project: the commits its object cache holds)
-  gsync-node accept --work-root DIR --project P --task ID [--start] [--max-bytes N]   (task tar on stdin)
+  gsync-node accept --work-root DIR --project P --task ID [--start [--max-parallel N]] [--hello] [--max-bytes N]   (task tar on stdin; --hello: hello first)
   gsync-node run --task-dir DIR
-  gsync-node start --task-dir DIR
+  gsync-node start --task-dir DIR [--max-parallel N]
   gsync-node report --work-root DIR --project P --task ID [--task ID ...]
   gsync-node wait --work-root DIR --project P --task ID [--task ID ...] [--seconds N]   (until one needs a look)
-  gsync-node send --work-root DIR --project P --task ID --file NAME`;
+  gsync-node collect --work-root DIR --project P --task ID [--task ID ...]   (a tar: report.json, then each finished result bundle)
+  gsync-node send --work-root DIR --project P --task ID --file NAME
+A task to start joins the node's queue: at most N runs at once over all projects under the
+work root (N from the last --max-parallel, kept in <work root>/.gsync; no limit until one is given).`;
 
 class Usage extends Error {}
+
+/** Who this gsync-node is, and with a project, the commits its object cache holds (so the controller sends only the rest). */
+async function hello(io: NodeIo, workRoot: string | undefined, project: string | undefined) {
+  let gitVersion: string | null = null;
+  try {
+    gitVersion = await gitOps.gitVersion(process.cwd());
+  } catch {
+    gitVersion = null;
+  }
+  const self = createHash('sha256')
+    .update(await readFile(io.self))
+    .digest('hex');
+  const cache = project && workRoot ? await cachedCommits(cacheDir(workRoot, project)) : undefined;
+  return { version: VERSION, protocol: PROTOCOL_VERSION, sha256: self, node: process.version, git: gitVersion, ...(cache ? { cache } : {}) };
+}
+
+/** Waits for the first bytes of `input` and puts them back; false when it ends empty. */
+async function somethingArrives(input: Readable): Promise<boolean> {
+  for (;;) {
+    const chunk = input.read() as Buffer | null;
+    if (chunk !== null) {
+      input.unshift(chunk);
+      return true;
+    }
+    if (input.readableEnded) return false;
+    await Promise.race([once(input, 'readable'), once(input, 'end')]);
+  }
+}
 
 export interface NodeIo {
   argv: string[];
@@ -46,6 +80,15 @@ function need(values: Record<string, unknown>, key: string): string {
   return v;
 }
 
+/** `--max-parallel`, when given: a whole number of at least 1. */
+function maxParallel(values: Record<string, unknown>): number | undefined {
+  const v = values['max-parallel'];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Usage('--max-parallel must be a whole number of at least 1');
+  return n;
+}
+
 async function dispatchCommand(io: NodeIo): Promise<number> {
   const [command, ...rest] = io.argv;
   const { values } = parseArgs({
@@ -57,7 +100,9 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
       'task-dir': { type: 'string' },
       file: { type: 'string' },
       start: { type: 'boolean' },
+      hello: { type: 'boolean' },
       'max-bytes': { type: 'string' },
+      'max-parallel': { type: 'string' },
       seconds: { type: 'string' },
     },
     strict: true,
@@ -71,39 +116,44 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
   switch (command) {
     case 'hello':
     case '--version': {
-      let gitVersion: string | null = null;
-      try {
-        gitVersion = await gitOps.gitVersion(process.cwd());
-      } catch {
-        gitVersion = null;
-      }
-      const self = createHash('sha256')
-        .update(await readFile(io.self))
-        .digest('hex');
-      // With a project: the commits its object cache holds, so the controller sends only the rest.
-      const cache = values.project && values['work-root'] ? await cachedCommits(cacheDir(values['work-root'], values.project)) : undefined;
-      out({ version: VERSION, protocol: PROTOCOL_VERSION, sha256: self, node: process.version, git: gitVersion, ...(cache ? { cache } : {}) });
+      out(await hello(io, values['work-root'], values.project));
       return 0;
     }
     case 'accept': {
       const workRoot = need(values, 'work-root');
       const project = need(values, 'project');
+      const taskId = task();
+      const limit = maxParallel(values);
+      const input = io.stdin as unknown as Readable;
+      if (values.hello) {
+        // One process for the install check and the task: the controller reads this line, then
+        // sends the task only if this gsync-node and its cache suit it; nothing at all means "not now".
+        out({ hello: await hello(io, workRoot, project) });
+        if (!(await somethingArrives(input))) {
+          out({ skipped: true });
+          return 0;
+        }
+      }
       const result = await acceptTask({
         workRoot,
         project,
-        taskId: task(),
-        input: io.stdin as unknown as import('node:stream').Readable,
+        taskId,
+        input,
         maxBytes: values['max-bytes'] ? Number(values['max-bytes']) : 8 * 1024 ** 3,
+        start: values.start === true,
       });
-      const start = values.start && !result.need_full ? await startTask(result.taskDir, io.self, io.env) : undefined;
+      const start = values.start && !result.need_full ? await startTask(result.taskDir, io.self, io.env, limit) : undefined;
       out({ ...result, start });
       return 0;
     }
     case 'start':
-      out(await startTask(need(values, 'task-dir'), io.self, io.env));
+      out(await startTask(need(values, 'task-dir'), io.self, io.env, maxParallel(values)));
       return 0;
     case 'run': {
-      const status = await runTask({ taskDir: need(values, 'task-dir'), env: io.env });
+      const dir = need(values, 'task-dir');
+      const status = await runTask({ taskDir: dir, env: io.env });
+      // Its slot is free now: the oldest queued task on this node takes it.
+      await kickQueue(workRootOfTask(dir), io.self, io.env);
       out(status);
       return status.state === 'failed' ? 1 : 0;
     }
@@ -115,21 +165,32 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
         io.stdin.resume();
       });
       const seconds = Math.min(Math.max(Number(values.seconds ?? 30), 0), 600);
+      const workRoot = need(values, 'work-root');
       const answer = await waitForTasks({
-        workRoot: need(values, 'work-root'),
+        workRoot,
         project: need(values, 'project'),
         taskIds: values.task ?? [],
         seconds,
         cancelled,
+        kick: () => kickQueue(workRoot, io.self, io.env),
       });
       // An open stdin would keep this process alive: the answer is all the controller waits for.
       (io.stdin as unknown as import('node:stream').Readable).destroy();
       out(answer);
       return 0;
     }
-    case 'report':
-      out(await reportTasks(need(values, 'work-root'), need(values, 'project'), values.task ?? []));
+    case 'report': {
+      const workRoot = need(values, 'work-root');
+      // A run that died left its slot free: queued work must not wait for a run that will never end.
+      out(await reportTasks(workRoot, need(values, 'project'), values.task ?? [], () => kickQueue(workRoot, io.self, io.env)));
       return 0;
+    }
+    case 'collect': {
+      const workRoot = need(values, 'work-root');
+      const kick = () => kickQueue(workRoot, io.self, io.env);
+      await collectTasks({ workRoot, project: need(values, 'project'), taskIds: values.task ?? [], out: io.stdout as Writable, kick });
+      return 0;
+    }
     case 'send': {
       const file = need(values, 'file');
       if (!SENDABLE.has(file)) throw new Usage(`--file must be one of ${[...SENDABLE].join(', ')}`);

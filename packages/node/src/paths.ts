@@ -1,5 +1,5 @@
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { FILES, checkName } from '@gsync/core';
 
 /** `~` and `~/x` mean the node user's home; relative paths are taken from the cwd (the home over SSH). */
@@ -28,6 +28,16 @@ export function tasksRoot(workRoot: string, project: string): string {
 
 export function taskDir(workRoot: string, project: string, taskId: string): string {
   return join(tasksRoot(workRoot, project), checkName('task id', taskId));
+}
+
+/** The node's own files beside the projects: the installed gsync-node, and the queue's lock and limit. */
+export function nodeDir(workRoot: string): string {
+  return join(expandHome(workRoot), '.gsync');
+}
+
+/** The work root a task dir lies under (`<work_root>/<project>/tasks/<task_id>`). */
+export function workRootOfTask(dir: string): string {
+  return dirname(dirname(dirname(expandHome(dir))));
 }
 
 export function taskPaths(dir: string): TaskPaths {

@@ -3,11 +3,9 @@ import { open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage, gitOps, isFinal, processAlive } from '@gsync/core';
 import type { TaskPaths } from './paths.js';
+import { START_GRACE_MS } from './queue-plan.js';
 import { finishTask, readManifest } from './run.js';
 import { readStatus, setState } from './status.js';
-
-/** A task that was received but not started within this long is taken as never started. */
-const START_GRACE_MS = 60_000;
 
 /**
  * Finishes a task whose `gsync-node run` was killed half way (power cut, OOM, kill -9):
@@ -18,9 +16,10 @@ const START_GRACE_MS = 60_000;
  */
 export async function recoverInterrupted(paths: TaskPaths, now: () => Date = () => new Date()): Promise<void> {
   const status = await readStatus(paths.status);
-  if (!status || isFinal(status.state)) return;
+  // A queued task has no run yet: it waits for a slot, which is no failure.
+  if (!status || isFinal(status.state) || status.state === 'queued') return;
   if (processAlive(status.pid) || processAlive(status.agent_pid)) return;
-  // `accept --start` writes `received` just before it starts the run: give the run time to show up.
+  // The queue writes `received` just before it starts the run: give the run time to show up.
   if (status.state === 'received' && Date.now() - Date.parse(status.updated_at) < START_GRACE_MS) return;
   const lockFile = join(paths.dir, '.recover.lock');
   let lock: FileHandle | undefined;

@@ -11,7 +11,6 @@ import {
   failpoint,
   gitOps,
   hasConflictMarkers,
-  processAlive,
   runInProcessGroup,
   scanFile,
   sha256File,
@@ -21,7 +20,7 @@ import {
 } from '@gsync/core';
 import { cacheOfTask, taskRefs } from './cache.js';
 import { taskPaths, type TaskPaths } from './paths.js';
-import { readStatus, setState } from './status.js';
+import { setState } from './status.js';
 
 export interface RunOptions {
   taskDir: string;
@@ -226,12 +225,4 @@ export async function runTask(options: RunOptions): Promise<TaskStatus> {
   } catch (error) {
     return await step('failed', { finished_at: now().toISOString(), error: errorMessage(error) });
   }
-}
-
-/** True when a run is already under way for this task dir (a live pid in status.json). */
-export async function isRunning(paths: TaskPaths): Promise<boolean> {
-  const status = await readStatus(paths.status);
-  if (!status?.pid || status.state === 'received') return false;
-  if (['done', 'empty', 'failed', 'timeout'].includes(status.state)) return false;
-  return processAlive(status.pid);
 }

@@ -1,35 +1,34 @@
-import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
-import { taskPaths } from './paths.js';
-import { isRunning } from './run.js';
-import { readStatus } from './status.js';
+import { fillSlots, rememberLimit, withQueueLock } from './queue.js';
+import { taskPaths, workRootOfTask } from './paths.js';
+import { readStatus, setState } from './status.js';
 
 export interface StartResult {
   started: boolean;
   pid?: number;
   state: string;
+  /** For a queued task: its place in the node's queue, 1 being next. */
+  position?: number;
 }
 
 /**
- * Starts `gsync-node run` in a new session, detached from the caller, so the
- * controller may hang up: its stdio goes to node.log, not to the SSH channel.
+ * Asks for a task's run. The task joins the node's queue (unless it is in it or under way
+ * already), and the queue starts what `max_parallel` allows, oldest first, counting the runs
+ * of every project under the work root. All of it under the queue lock, so accepts arriving
+ * at once never start more runs than the limit.
  */
-export async function startTask(dir: string, self: string, env: NodeJS.ProcessEnv): Promise<StartResult> {
+export async function startTask(dir: string, self: string, env: NodeJS.ProcessEnv, maxParallel?: number): Promise<StartResult> {
   const paths = taskPaths(dir);
-  const status = await readStatus(paths.status);
-  if (!status) throw new Error(`no task at ${paths.dir}`);
-  if (status.state !== 'received' || (await isRunning(paths))) return { started: false, state: status.state };
-  const log = openSync(paths.nodeLog, 'a');
-  try {
-    const child = spawn(process.execPath, [self, 'run', '--task-dir', paths.dir], {
-      detached: true,
-      stdio: ['ignore', log, log],
-      env,
-      cwd: paths.dir,
-    });
-    child.unref();
-    return { started: true, pid: child.pid, state: status.state };
-  } finally {
-    closeSync(log);
-  }
+  const workRoot = workRootOfTask(paths.dir);
+  return withQueueLock(workRoot, async () => {
+    if (maxParallel !== undefined) await rememberLimit(workRoot, maxParallel);
+    const status = await readStatus(paths.status);
+    if (!status) throw new Error(`no task at ${paths.dir}`);
+    // `received` without a start time: accepted, never asked to start.
+    if (status.state === 'received' && status.started_at === undefined) await setState(paths.status, 'queued');
+    const { started, waiting } = await fillSlots(workRoot, self, env);
+    if (started.has(paths.dir)) return { started: true, pid: started.get(paths.dir), state: 'received' };
+    const position = waiting.indexOf(paths.dir) + 1;
+    if (position > 0) return { started: false, state: 'queued', position };
+    return { started: false, state: (await readStatus(paths.status))?.state ?? status.state };
+  });
 }

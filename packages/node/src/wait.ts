@@ -1,6 +1,9 @@
-import { isFinal, processAlive } from '@gsync/core';
+import { isFinal, processAlive, type TaskStatus } from '@gsync/core';
 import { taskDir, taskPaths } from './paths.js';
 import { readStatus } from './status.js';
+
+/** While one of its tasks is queued, a wait lets the queue start what it can this often: a run that died frees its slot without a word. */
+const KICK_EVERY_MS = 5_000;
 
 export interface WaitOptions {
   workRoot: string;
@@ -10,14 +13,16 @@ export interface WaitOptions {
   seconds: number;
   /** Resolves when the controller hangs up: waiting any longer is for nobody. */
   cancelled: Promise<void>;
+  /** Starts what the node's queue allows now. */
+  kick?: () => Promise<void>;
   pollMs?: number;
 }
 
-/** A task a controller should look at now: finished, gone, or its run died without finishing. */
-async function needsLook(workRoot: string, project: string, taskId: string): Promise<boolean> {
-  const status = await readStatus(taskPaths(taskDir(workRoot, project, taskId)).status).catch(() => null);
+/** A task a controller should look at now: finished, gone, or its run died without finishing. Queued is waiting, not dead. */
+function needsLook(status: TaskStatus | null): boolean {
   if (!status || isFinal(status.state)) return true;
-  return status.state !== 'received' && status.pid !== undefined && !processAlive(status.pid);
+  if (status.state === 'queued' || status.state === 'received') return false;
+  return status.pid !== undefined && !processAlive(status.pid);
 }
 
 /**
@@ -31,10 +36,17 @@ export async function waitForTasks(options: WaitOptions): Promise<{ changed: str
   void options.cancelled.then(() => {
     hungUp = true;
   });
+  let nextKick = 0;
   for (;;) {
-    const changed: string[] = [];
-    for (const id of options.taskIds) if (await needsLook(options.workRoot, options.project, id)) changed.push(id);
+    const statuses = await Promise.all(
+      options.taskIds.map((id) => readStatus(taskPaths(taskDir(options.workRoot, options.project, id)).status).catch(() => null)),
+    );
+    const changed = options.taskIds.filter((_, i) => needsLook(statuses[i] ?? null));
     if (changed.length > 0 || hungUp || Date.now() >= deadline) return { changed };
+    if (options.kick && Date.now() >= nextKick && statuses.some((s) => s?.state === 'queued')) {
+      await options.kick();
+      nextKick = Date.now() + KICK_EVERY_MS;
+    }
     await new Promise((r) => setTimeout(r, options.pollMs ?? 500));
   }
 }

@@ -2,10 +2,10 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { pack } from 'tar-stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FILES, PROTOCOL_VERSION, sha256, type TaskManifest, type TaskReport } from '@gsync/core';
-import { main, tasksRoot } from '@gsync/node';
+import { FILES, PROTOCOL_VERSION, sha256, type TaskReport } from '@gsync/core';
+import { tasksRoot } from '@gsync/node';
+import { runNodeCli, taskTar as makeTaskTar } from './helpers.js';
 import { AGENTS, cleanupTempDirs, gitRepo, tempDir, type GitRepo } from '../../../test/helpers/git-repo.js';
 
 afterAll(cleanupTempDirs);
@@ -13,47 +13,11 @@ afterAll(cleanupTempDirs);
 const EDIT = ['node', join(AGENTS, 'edit.mjs'), '{spec_file}'];
 
 /** Runs the gsync-node CLI in this process, as a node would run it: argv, stdin, and what it printed. */
-async function node(argv: string[], stdin: Readable = Readable.from([])): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (c: Buffer) => out.push(c));
-  stderr.on('data', (c: Buffer) => err.push(c));
-  const code = await main({ argv, env: process.env, stdin, stdout, stderr, self: join(AGENTS, 'noop.mjs') });
-  return { code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
-}
+const node = (argv: string[], stdin: Readable = Readable.from([])) => runNodeCli(argv, stdin, join(AGENTS, 'noop.mjs'));
 
-/** A task as the controller sends it: task.json, spec.md and a bundle of main, as one tar. */
-function taskTar(
-  repo: GitRepo,
-  spec: string,
-  entries: { name: string; data: Buffer }[] = [],
-  revs = ['refs/heads/main'],
-  taskId = 'S01',
-): { tar: Readable; manifest: TaskManifest } {
-  const bundlePath = join(tempDir('gsync-bundle-'), 'base.bundle');
-  repo.git('bundle', 'create', '-q', bundlePath, ...revs);
-  const bundle = readFileSync(bundlePath);
-  const manifest: TaskManifest = {
-    protocol: PROTOCOL_VERSION,
-    project: 'proj',
-    task_id: taskId,
-    node: 'n1',
-    branch: `task/proj-${taskId}-n1`,
-    base: { ref: 'refs/heads/main', commit: repo.head() },
-    bundle: { name: FILES.baseBundle, size: bundle.length, sha256: sha256(bundle) },
-    spec: { name: FILES.spec, sha256: sha256(Buffer.from(spec)), title: spec.split('\n')[0]! },
-    agent: { argv: EDIT, timeout_seconds: 60, kill_grace_seconds: 1 },
-    created_at: '2025-01-02T03:04:05.000Z',
-  };
-  const tar = pack();
-  tar.entry({ name: FILES.manifest }, Buffer.from(JSON.stringify(manifest)));
-  tar.entry({ name: FILES.spec }, Buffer.from(spec));
-  tar.entry({ name: FILES.baseBundle }, bundle);
-  for (const e of entries) tar.entry({ name: e.name }, e.data);
-  tar.finalize();
-  return { tar: tar as unknown as Readable, manifest };
+/** A task as the controller sends it, run by the edit agent. */
+function taskTar(repo: GitRepo, spec: string, entries: { name: string; data: Buffer }[] = [], revs = ['refs/heads/main'], taskId = 'S01') {
+  return makeTaskTar(repo, spec, { agent: EDIT, entries, revs, taskId });
 }
 
 async function acceptAndRun(repo: GitRepo, workRoot: string, spec: string): Promise<TaskReport> {

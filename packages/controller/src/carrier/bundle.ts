@@ -1,12 +1,16 @@
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { once } from 'node:events';
+import type { Readable, Writable } from 'node:stream';
 import { FILES, ProtocolError, errorMessage, failpoint, gitOps, sha256File } from '@gsync/core';
-import { fetchTaskFile } from '../node-api/calls.js';
+import { collectResults, fetchTaskFile, reportTasks } from '../node-api/calls.js';
+import { resultProblem } from '../result/collect.js';
+import type { TaskRow } from '../store/store.js';
 import { headerProblem, readBundleHeader } from '../result/bundle-header.js';
 import { downloadVerified } from '../result/download.js';
 import { dropQuarantine, incomingDir, indexPackStrict, openQuarantine } from '../result/quarantine.js';
-import type { Carrier, CodeParcel, IncomingResult, OutgoingCode, Receipt } from './carrier.js';
+import type { Arrival, Carrier, CodeParcel, Gathered, GatherRequest, IncomingResult, OutgoingCode, Receipt } from './carrier.js';
 
 /**
  * Plan B: code travels as git bundles over the SSH connection itself. Out goes a
@@ -17,8 +21,55 @@ import type { Carrier, CodeParcel, IncomingResult, OutgoingCode, Receipt } from 
 export const bundleCarrier: Carrier = {
   mode: 'bundle',
   send: sendBundle,
+  gather: gatherBundles,
   receive: receiveBundle,
 };
+
+function bundlePath(gitDir: string, task: Pick<TaskRow, 'project' | 'task_id' | 'node'>): string {
+  return join(incomingDir(gitDir, task.project), `${task.project}-${task.task_id}-${task.node}.bundle`);
+}
+
+/**
+ * Every task's report and every finished result.bundle in one `gsync-node collect`,
+ * each bundle checked against its result.json (size and sha256) as it arrives. A node
+ * whose gsync-node predates `collect` is asked for the reports alone; `receive` then
+ * fetches each bundle by itself.
+ */
+async function gatherBundles({ project, node, tasks, transport, gitDir, maxBytes }: GatherRequest): Promise<Gathered> {
+  const arrived = new Map<string, Arrival>();
+  const dispose = async () => {
+    for (const arrival of arrived.values()) if ('path' in arrival) await rm(arrival.path, { force: true });
+  };
+  await mkdir(incomingDir(gitDir, project.name), { recursive: true });
+  const ids = tasks.map((t) => t.task_id);
+  try {
+    const reports = await collectResults(transport, node, project.name, ids, maxBytes, async (report, entry) => {
+      const task = tasks.find((t) => t.task_id === report.task_id)!;
+      const problem = resultProblem(task, report.result, maxBytes);
+      if (problem) {
+        arrived.set(task.task_id, { problem });
+        return;
+      }
+      const path = bundlePath(gitDir, task);
+      try {
+        await downloadVerified(path, report.result.bundle, (out) => copyInto(entry, out));
+        arrived.set(task.task_id, { path });
+      } catch (error) {
+        if (!(error instanceof ProtocolError)) throw error;
+        arrived.set(task.task_id, { problem: error.message });
+      }
+    });
+    return { reports: reports ?? (await reportTasks(transport, node, project.name, ids)), arrived, dispose };
+  } catch (error) {
+    await dispose();
+    throw error;
+  }
+}
+
+/** Writes `entry` into `out` without ending it, with backpressure. */
+async function copyInto(entry: Readable, out: Writable): Promise<void> {
+  for await (const chunk of entry) if (!out.write(chunk)) await once(out, 'drain');
+}
 
 /** The commits of `offered` that this repository has: what a thin bundle may leave out. */
 async function knownCommits(repo: string, offered: readonly string[]): Promise<string[]> {
@@ -57,12 +108,12 @@ async function sendBundle({ project, base, merge, nodeHas }: OutgoingCode): Prom
 }
 
 /** Downloads result.bundle (size and sha256 as announced), checks its header, and indexes its pack strictly into a quarantine. */
-async function receiveBundle({ project, node, task, result, transport, gitDir }: IncomingResult): Promise<Receipt> {
-  const dir = incomingDir(gitDir, project.name);
-  await mkdir(dir, { recursive: true });
-  const bundle = join(dir, `${task.project}-${task.task_id}-${task.node}.bundle`);
+async function receiveBundle({ project, node, task, result, transport, gitDir, arrived }: IncomingResult): Promise<Receipt> {
+  if (arrived && 'problem' in arrived) return { kind: 'rejected', reason: arrived.problem };
+  await mkdir(incomingDir(gitDir, project.name), { recursive: true });
+  const bundle = bundlePath(gitDir, task);
   try {
-    await downloadVerified(bundle, result.bundle, (out) => fetchTaskFile(transport, node, task.project, task.task_id, FILES.resultBundle, out));
+    if (!arrived) await downloadVerified(bundle, result.bundle, (out) => fetchTaskFile(transport, node, task.project, task.task_id, FILES.resultBundle, out));
     failpoint('pull:after-download');
     const header = await readBundleHeader(bundle).catch((error: unknown) => {
       throw new ProtocolError(`the result bundle is unreadable: ${errorMessage(error)}`);

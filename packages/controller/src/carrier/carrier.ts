@@ -1,4 +1,4 @@
-import { UsageError, type TaskManifest, type TaskResult } from '@gsync/core';
+import { UsageError, type TaskManifest, type TaskReport, type TaskResult } from '@gsync/core';
 import type { NodeConfig, ProjectConfig } from '../config.js';
 import type { TaskFile } from '../node-api/calls.js';
 import type { Quarantine } from '../result/quarantine.js';
@@ -23,7 +23,31 @@ import { bundleCarrier } from './bundle.js';
 export interface Carrier {
   readonly mode: ProjectConfig['sync_mode'];
   send(code: OutgoingCode): Promise<CodeParcel>;
+  /**
+   * One call per node and pull: the report of every task asked about, and whatever
+   * results travel with it, kept on this machine for `receive`.
+   */
+  gather(ask: GatherRequest): Promise<Gathered>;
   receive(result: IncomingResult): Promise<Receipt>;
+}
+
+export interface GatherRequest {
+  project: ProjectConfig;
+  node: NodeConfig;
+  tasks: readonly TaskRow[];
+  transport: NodeTransport;
+  gitDir: string;
+  maxBytes: number;
+}
+
+/** A result that came with the reports: where it is, or why it could not be kept. */
+export type Arrival = { path: string } | { problem: string };
+
+export interface Gathered {
+  reports: TaskReport[];
+  arrived: Map<string, Arrival>;
+  /** Removes what arrived and was not received. */
+  dispose(): Promise<void>;
 }
 
 export interface OutgoingCode {
@@ -58,6 +82,8 @@ export interface IncomingResult {
   transport: NodeTransport;
   /** The repository's git dir, where quarantines and downloads live. */
   gitDir: string;
+  /** What `gather` already brought of this result, if anything. */
+  arrived?: Arrival | undefined;
 }
 
 export type Receipt = { kind: 'quarantined'; quarantine: Quarantine } | { kind: 'rejected'; reason: string };

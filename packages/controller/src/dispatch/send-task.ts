@@ -3,8 +3,8 @@ import { carrierFor, type CodeParcel } from '../carrier/carrier.js';
 import { secretPolicy, type NodeConfig, type ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
 import { transition } from '../lifecycle/transition.js';
-import { acceptTask } from '../node-api/calls.js';
-import { ensureNodeTool } from '../node-api/install.js';
+import { acceptTask, openHelloAccept, type AcceptAnswer, type TaskFile } from '../node-api/calls.js';
+import { checkUsable, ensureNodeTool, needsInstall } from '../node-api/install.js';
 import { loadNodeTool, type NodeTool } from '../node-api/node-tool.js';
 import { checkRepo } from '../repo.js';
 import { withNodeRetrying } from '../ssh/connect.js';
@@ -149,13 +149,11 @@ export async function deliverTask(session: Session, reserved: ReservedTask, link
       config.transferRetries,
       retrying,
       async (t) => {
-        const { installed, hello } = await ensureNodeTool(t, node, tool, project.name);
-        if (installed) session.log({ ...at, level: 'info', kind: 'node_tool_installed', message: `installed gsync-node ${tool.version} on ${node.name}` });
-        const deliver = async (nodeHas: readonly string[]) => {
+        const deliver = async (nodeHas: readonly string[], accept: (files: readonly TaskFile[]) => Promise<AcceptAnswer>) => {
           const parcel = await carrier.send({ project, base, merge, nodeHas });
           try {
             const manifest = manifestFor(parcel);
-            const answer = await acceptTask(t, node, project.name, taskId, [
+            const answer = await accept([
               { name: FILES.manifest, data: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`) },
               { name: FILES.spec, data: spec.data },
               ...parcel.files,
@@ -165,11 +163,29 @@ export async function deliverTask(session: Session, reserved: ReservedTask, link
             await parcel.dispose();
           }
         };
-        let sent = await deliver(hello.cache ?? []);
+        const acceptAlone = (files: readonly TaskFile[]) => acceptTask(t, node, project.name, taskId, files);
+        // One gsync-node process: it says who it is and what its cache holds, then takes the task.
+        const call = await openHelloAccept(t, node, project.name, taskId);
+        let installed = false;
+        let sent: Awaited<ReturnType<typeof deliver>>;
+        try {
+          if (needsInstall(call.hello, tool)) {
+            await call.skip();
+            const ensured = await ensureNodeTool(t, node, tool, project.name);
+            installed = ensured.installed;
+            if (installed) session.log({ ...at, level: 'info', kind: 'node_tool_installed', message: `installed gsync-node ${tool.version} on ${node.name}` });
+            sent = await deliver(ensured.hello.cache ?? [], acceptAlone);
+          } else {
+            const hello = checkUsable(node, call.hello, tool);
+            sent = await deliver(hello.cache ?? [], call.accept);
+          }
+        } finally {
+          await call.skip();
+        }
         if (sent.answer.need_full) {
           // The node's cache does not hold what it said (deleted, pruned, damaged): never trusted, everything goes again.
           session.log({ ...at, level: 'warn', kind: 'cache_miss', message: `${node.name}: ${inert(sent.answer.need_full)}; sending the whole history` });
-          sent = await deliver([]);
+          sent = await deliver([], acceptAlone);
           if (sent.answer.need_full) throw new ProtocolError(`node ${node.name} refused the whole history of ${project.name}: ${inert(sent.answer.need_full)}`);
         }
         return { installed, ...sent };

@@ -1,11 +1,11 @@
 import { createReadStream } from 'node:fs';
-import type { Readable, Writable } from 'node:stream';
-import { pack } from 'tar-stream';
+import { PassThrough, Writable, type Readable } from 'node:stream';
+import { extract, pack } from 'tar-stream';
 import * as z from 'zod/mini';
-import { ProtocolError, TaskReport } from '@gsync/core';
+import { COLLECT_REPORT, ProtocolError, TaskReport } from '@gsync/core';
 import type { NodeConfig } from '../config.js';
 import { remoteFailure as failure, type NodeTransport } from '../ssh/transport.js';
-import { toolPath } from './install.js';
+import { Hello, toolPath } from './install.js';
 
 /**
  * The controller's side of the node protocol: every operation on a node is a
@@ -20,32 +20,145 @@ const AcceptAnswer = z.object({
   created: z.boolean(),
   /** The node's object cache lacks what the bundle builds on: nothing was kept, send everything. */
   need_full: z.optional(z.string().check(z.maxLength(4000))),
-  start: z.optional(z.object({ started: z.boolean(), pid: z.optional(z.number()), state: z.string() })),
+  start: z.optional(z.object({ started: z.boolean(), pid: z.optional(z.number()), state: z.string(), position: z.optional(z.int().check(z.positive())) })),
 });
 export type AcceptAnswer = z.infer<typeof AcceptAnswer>;
 
-/** Streams the task's files (task.json, spec.md, and what its carrier sends) as one tar to `gsync-node accept --start`. */
-export async function acceptTask(t: NodeTransport, node: NodeConfig, project: string, taskId: string, files: readonly TaskFile[]): Promise<AcceptAnswer> {
+const HelloLine = z.object({ hello: Hello });
+
+/** A task's files as one tar, into `into` (ended at the end). */
+async function writeTaskTar(files: readonly TaskFile[], into: Writable): Promise<void> {
   const tar = pack();
-  const feed = (async () => {
-    for (const file of files) {
-      if ('data' in file) {
-        tar.entry({ name: file.name, mode: 0o644 }, file.data);
-        continue;
-      }
-      await new Promise<void>((resolve, reject) => {
-        const entry = tar.entry({ name: file.name, size: file.size, mode: 0o644 }, (error) => (error ? reject(error) : resolve()));
-        createReadStream(file.path).on('error', reject).pipe(entry);
-      });
+  tar.pipe(into);
+  for (const file of files) {
+    if ('data' in file) {
+      tar.entry({ name: file.name, mode: 0o644 }, file.data);
+      continue;
     }
-    tar.finalize();
-  })();
-  const argv = [node.node_bin, toolPath(node), 'accept', '--work-root', node.work_root, '--project', project, '--task', taskId, '--start'];
-  const [r] = await Promise.all([t.exec(argv, { stdin: tar }), feed]);
-  if (r.code !== 0) throw failure(node.name, `the node did not accept task ${taskId}`, r);
-  const answer = AcceptAnswer.safeParse(JSON.parse(r.stdout.toString('utf8')));
+    await new Promise<void>((resolve, reject) => {
+      const entry = tar.entry({ name: file.name, size: file.size, mode: 0o644 }, (error) => (error ? reject(error) : resolve()));
+      createReadStream(file.path).on('error', reject).pipe(entry);
+    });
+  }
+  tar.finalize();
+}
+
+function acceptArgv(node: NodeConfig, project: string, taskId: string, hello: boolean): string[] {
+  const argv = [
+    node.node_bin,
+    toolPath(node),
+    'accept',
+    '--work-root',
+    node.work_root,
+    '--project',
+    project,
+    '--task',
+    taskId,
+    '--start',
+    '--max-parallel',
+    String(node.max_parallel),
+  ];
+  return hello ? [...argv, '--hello'] : argv;
+}
+
+function parseAccept(node: NodeConfig, line: string | undefined): AcceptAnswer {
+  const answer = AcceptAnswer.safeParse(parseJsonLine(line));
   if (!answer.success) throw new ProtocolError(`node ${node.name}: unexpected answer to accept`);
   return answer.data;
+}
+
+function parseJsonLine(line: string | undefined): unknown {
+  try {
+    return JSON.parse(line ?? 'null');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Streams the task's files (task.json, spec.md, and what its carrier sends) as one tar to `gsync-node accept --start`. */
+export async function acceptTask(t: NodeTransport, node: NodeConfig, project: string, taskId: string, files: readonly TaskFile[]): Promise<AcceptAnswer> {
+  const feed = new PassThrough();
+  const call = t.exec(acceptArgv(node, project, taskId, false), { stdin: feed });
+  const wrote = writeTaskTar(files, feed);
+  wrote.catch(() => undefined);
+  const r = await Promise.race([call, wrote.then(() => call)]);
+  if (r.code !== 0) throw failure(node.name, `the node did not accept task ${taskId}`, r);
+  return parseAccept(node, r.stdout.toString('utf8'));
+}
+
+/** Collects a command's output as lines, at most `cap` bytes; `line(n)` resolves once line n is complete or the output ends. */
+class Lines extends Writable {
+  private text = '';
+  private waiters: (() => void)[] = [];
+  ended = false;
+  overflow = false;
+  constructor(private readonly cap: number) {
+    super();
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (error?: Error | null) => void): void {
+    if (this.text.length + chunk.length > this.cap) this.overflow = true;
+    else this.text += chunk.toString('utf8');
+    this.wake();
+    done();
+  }
+  finish(): void {
+    this.ended = true;
+    this.wake();
+  }
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+  async line(n: number): Promise<string | undefined> {
+    for (;;) {
+      const lines = this.text.split('\n');
+      if (lines.length > n + 1) return lines[n];
+      if (this.ended || this.overflow) return undefined;
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+}
+
+/**
+ * `gsync-node accept --hello`: one process for the install check and the task. The node
+ * first says who it is and what its object cache holds; then the caller either sends the
+ * task (`accept`) or nothing (`skip`, when gsync-node must be installed first). `hello` is
+ * undefined when the node's gsync-node is missing or too old to answer so.
+ */
+export interface HelloAccept {
+  hello: Hello | undefined;
+  accept(files: readonly TaskFile[]): Promise<AcceptAnswer>;
+  /** Ends the call without a task; a no-op once `accept` was called. */
+  skip(): Promise<void>;
+}
+
+export async function openHelloAccept(t: NodeTransport, node: NodeConfig, project: string, taskId: string): Promise<HelloAccept> {
+  const feed = new PassThrough();
+  const out = new Lines(4 * 1024 * 1024);
+  const call = t.exec(acceptArgv(node, project, taskId, true), { stdin: feed, stdout: out }).finally(() => out.finish());
+  // Whatever happens to the call is seen by accept or skip; never an unhandled rejection.
+  call.catch(() => undefined);
+  const first = await Promise.race([out.line(0), call.then(() => undefined)]);
+  const parsed = HelloLine.safeParse(parseJsonLine(first));
+  let used = false;
+  return {
+    hello: parsed.success ? parsed.data.hello : undefined,
+    async accept(files) {
+      used = true;
+      // The node's answer ends the call; a link that fails while the tar is still going out must not wait for it.
+      const wrote = writeTaskTar(files, feed);
+      wrote.catch(() => undefined);
+      const r = await Promise.race([call, wrote.then(() => call)]);
+      if (r.code !== 0) throw failure(node.name, `the node did not accept task ${taskId}`, r);
+      if (out.overflow) throw new ProtocolError(`node ${node.name}: the answer to accept is too long`);
+      return parseAccept(node, await out.line(1));
+    },
+    async skip() {
+      if (used) return;
+      used = true;
+      feed.end();
+      await call.catch(() => undefined);
+    },
+  };
 }
 
 /** Status and result of each task; what comes back is validated, never trusted. */
@@ -54,15 +167,103 @@ export async function reportTasks(t: NodeTransport, node: NodeConfig, project: s
   const argv = [node.node_bin, toolPath(node), 'report', '--work-root', node.work_root, '--project', project, ...taskIds.flatMap((id) => ['--task', id])];
   const r = await t.exec(argv);
   if (r.code !== 0) throw failure(node.name, 'cannot read task status', r);
+  return parseReports(node, r.stdout.toString('utf8'));
+}
+
+function parseReports(node: NodeConfig, text: string): TaskReport[] {
   let json: unknown;
   try {
-    json = JSON.parse(r.stdout.toString('utf8'));
+    json = JSON.parse(text);
   } catch {
     throw new ProtocolError(`node ${node.name}: the task report is not JSON`);
   }
   const parsed = z.array(TaskReport).safeParse(json);
   if (!parsed.success) throw new ProtocolError(`node ${node.name}: the task report does not follow protocol v1`);
   return parsed.data;
+}
+
+/** The report of every task at most this long: a few KB per task. */
+const MAX_REPORT_BYTES = 64 * 1024 * 1024;
+
+async function readAll(entry: Readable, cap: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of entry) {
+    size += (chunk as Buffer).length;
+    if (size > cap) throw new ProtocolError(`more than ${cap} bytes`);
+    parts.push(chunk as Buffer);
+  }
+  return Buffer.concat(parts);
+}
+
+/** One finished task's result bundle as it streams in; read it whole or not at all. */
+export type BundleArrival = (report: TaskReport & { result: NonNullable<TaskReport['result']> }, entry: Readable, size: number) => Promise<void>;
+
+/**
+ * `gsync-node collect`: one process per node and pull. The node answers with a tar: the
+ * report of every task asked about, then `<task_id>.bundle` for each finished one, handed
+ * to `onBundle` as it streams in. Anything else in the stream, a bundle over `maxBytes`
+ * or one for a task that has no result, fails the call. Undefined when the node's
+ * gsync-node predates `collect` (the caller asks file by file).
+ */
+export async function collectResults(
+  t: NodeTransport,
+  node: NodeConfig,
+  project: string,
+  taskIds: readonly string[],
+  maxBytes: number,
+  onBundle: BundleArrival,
+): Promise<TaskReport[] | undefined> {
+  if (taskIds.length === 0) return [];
+  const argv = [node.node_bin, toolPath(node), 'collect', '--work-root', node.work_root, '--project', project, ...taskIds.flatMap((id) => ['--task', id])];
+  const tar = extract();
+  let reports: TaskReport[] | undefined;
+  let problem: Error | undefined;
+  const seen = new Set<string>();
+  const read = async (name: string, size: number, entry: Readable): Promise<void> => {
+    if (reports === undefined) {
+      if (name !== COLLECT_REPORT) throw new ProtocolError(`node ${node.name}: collect did not begin with ${COLLECT_REPORT}`);
+      reports = parseReports(node, (await readAll(entry, MAX_REPORT_BYTES)).toString('utf8'));
+      return;
+    }
+    const id = name.endsWith('.bundle') ? name.slice(0, -'.bundle'.length) : '';
+    const report = reports.find((r) => r.task_id === id);
+    if (!report?.result || seen.has(id) || !taskIds.includes(id)) throw new ProtocolError(`node ${node.name}: unexpected entry in the collect stream`);
+    if (size > maxBytes) throw new ProtocolError(`node ${node.name}: the result bundle of ${id} is ${size} bytes, over the ${maxBytes}-byte limit`);
+    seen.add(id);
+    await onBundle({ ...report, result: report.result }, entry, size);
+  };
+  tar.on('entry', (header, entry, next) => {
+    // After a problem the rest is drained unread, so the node can finish and the call end.
+    const step = problem ? Promise.resolve() : read(header.name, header.size ?? 0, entry);
+    step.then(
+      () => {
+        entry.resume();
+        next();
+      },
+      (error: unknown) => {
+        problem ??= error instanceof Error ? error : new Error(String(error));
+        entry.resume();
+        next();
+      },
+    );
+  });
+  const unpacked = new Promise<void>((resolve) => {
+    tar.on('finish', resolve);
+    tar.on('close', resolve);
+    tar.on('error', (error: Error) => {
+      problem ??= new ProtocolError(`node ${node.name}: the collect stream is not a tar: ${error.message}`);
+      resolve();
+    });
+  });
+  const r = await t.exec(argv, { stdout: tar });
+  if (r.code === 2 && /unknown command/.test(r.stderr)) return undefined;
+  if (r.code !== 0) throw failure(node.name, 'cannot collect task results', r);
+  tar.end();
+  await unpacked;
+  if (problem) throw problem;
+  if (reports === undefined) throw new ProtocolError(`node ${node.name}: collect sent no ${COLLECT_REPORT}`);
+  return reports;
 }
 
 /** Streams one file of a task dir from the node into `out`. */

@@ -19,7 +19,7 @@ export function toolPath(node: NodeConfig): string {
   return posix.join(nodePath(node.work_root), '.gsync', 'gsync-node.mjs');
 }
 
-const Hello = z.object({
+export const Hello = z.object({
   version: z.string(),
   protocol: z.number(),
   sha256: z.string(),
@@ -42,6 +42,23 @@ async function hello(t: NodeTransport, node: NodeConfig, project: string | undef
   return parsed.success ? parsed.data : undefined;
 }
 
+/** A node whose gsync-node is missing, older, or a different build of the same version gets this one. */
+export function needsInstall(current: Hello | undefined, tool: NodeTool): boolean {
+  return !current || (current.sha256 !== tool.sha256 && !versionNewer(current.version, tool.version));
+}
+
+/** What a node's gsync-node must offer before a task goes to it. */
+export function checkUsable(node: NodeConfig, current: Hello | undefined, tool: NodeTool): Hello {
+  if (!current) throw new SshError(node.name, 'remote', `gsync-node does not run on the node with "${node.node_bin}" (Node.js 18 or newer is needed)`);
+  if (current.protocol !== tool.protocol) {
+    throw new SshError(node.name, 'remote', `the node's gsync-node speaks protocol ${current.protocol}, this controller ${tool.protocol}`);
+  }
+  if (!current.git) {
+    throw new SshError(node.name, 'remote', 'git is not installed on the node (or not on its PATH)', { hint: 'install git on the node' });
+  }
+  return current;
+}
+
 /**
  * Installs gsync-node when it is missing, older, or a different build of the same version.
  * With a project, its hello also says what the project's object cache on the node holds.
@@ -52,8 +69,7 @@ export async function ensureNodeTool(t: NodeTransport, node: NodeConfig, tool: N
     throw error;
   });
   let installed = false;
-  const stale = !current || (current.sha256 !== tool.sha256 && !versionNewer(current.version, tool.version));
-  if (stale) {
+  if (needsInstall(current, tool)) {
     // A constant script; the path is a positional parameter, never part of the script.
     const script = 'umask 022 && mkdir -p "$(dirname "$1")" && cat > "$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"';
     const r = await t.exec(['sh', '-c', script, 'sh', toolPath(node)], { stdin: tool.data });
@@ -61,12 +77,5 @@ export async function ensureNodeTool(t: NodeTransport, node: NodeConfig, tool: N
     current = await hello(t, node, project);
     installed = true;
   }
-  if (!current) throw new SshError(node.name, 'remote', `gsync-node does not run on the node with "${node.node_bin}" (Node.js 18 or newer is needed)`);
-  if (current.protocol !== tool.protocol) {
-    throw new SshError(node.name, 'remote', `the node's gsync-node speaks protocol ${current.protocol}, this controller ${tool.protocol}`);
-  }
-  if (!current.git) {
-    throw new SshError(node.name, 'remote', 'git is not installed on the node (or not on its PATH)', { hint: 'install git on the node' });
-  }
-  return { installed, hello: current };
+  return { installed, hello: checkUsable(node, current, tool) };
 }

@@ -1,12 +1,11 @@
 import pLimit from 'p-limit';
-import { errorMessage } from '@gsync/core';
+import { errorMessage, gitOps } from '@gsync/core';
 import { carrierFor } from '../carrier/carrier.js';
 import { getNode, secretPolicy, type ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
 import { staleSince } from '../lifecycle/decisions.js';
 import { WATCHED_STATES } from '../lifecycle/states.js';
 import { transition } from '../lifecycle/transition.js';
-import { reportTasks } from '../node-api/calls.js';
 import type { ReportTask, RunReport } from '../report/report.js';
 import { attention } from '../report/task-entry.js';
 import { collectTask } from '../result/collect.js';
@@ -47,7 +46,7 @@ export async function collectAll(
   );
 }
 
-/** One connection to the node (again after a cut link): one report of its tasks, then each finished one collected. */
+/** One connection to the node (again after a cut link): one call gathers every report and finished result, then each is settled. */
 async function collectFromNode(
   session: Session,
   project: ProjectConfig,
@@ -75,34 +74,41 @@ async function collectFromNode(
     async (transport) => {
       // Tasks settled by an earlier attempt are done; ask only about the rest.
       const left = nodeTasks.map((x) => store.getTask(project.name, x.task_id)!).filter((x) => WATCHED_STATES.includes(x.state));
-      const reports = await reportTasks(
-        transport,
+      const gathered = await carrier.gather({
+        project,
         node,
-        project.name,
-        left.map((x) => x.task_id),
-      );
-      for (const task of left) {
-        const report = reports.find((r) => r.task_id === task.task_id);
-        const collect = async (result: Parameters<typeof collectTask>[0]['result']) => {
-          try {
-            return await collectTask({
-              carrier,
-              project,
-              node,
-              task,
-              result,
-              transport,
-              maxBytes: config.maxResultBytes,
-              limits: config.limits,
-              policy: secretPolicy(config, project),
-            });
-          } catch (error) {
-            // A broken link is tried again; anything else this result did is its own fault, not the node's.
-            if (isTransient(error)) throw error;
-            return { kind: 'rejected' as const, reason: `the result could not be checked: ${errorMessage(error).split('\n')[0]}` };
-          }
-        };
-        await settle(session, project, task, report, collect, tasks);
+        tasks: left,
+        transport,
+        gitDir: await gitOps.gitDir(project.repo_local),
+        maxBytes: config.maxResultBytes,
+      });
+      try {
+        for (const task of left) {
+          const report = gathered.reports.find((r) => r.task_id === task.task_id);
+          const collect = async (result: Parameters<typeof collectTask>[0]['result']) => {
+            try {
+              return await collectTask({
+                carrier,
+                project,
+                node,
+                task,
+                result,
+                transport,
+                arrived: gathered.arrived.get(task.task_id),
+                maxBytes: config.maxResultBytes,
+                limits: config.limits,
+                policy: secretPolicy(config, project),
+              });
+            } catch (error) {
+              // A broken link is tried again; anything else this result did is its own fault, not the node's.
+              if (isTransient(error)) throw error;
+              return { kind: 'rejected' as const, reason: `the result could not be checked: ${errorMessage(error).split('\n')[0]}` };
+            }
+          };
+          await settle(session, project, task, report, collect, tasks);
+        }
+      } finally {
+        await gathered.dispose();
       }
     },
     { links },

@@ -1,5 +1,5 @@
 import { ProtocolError, ZERO_OID, failpoint, gitOps, incomingRef, type SecretPolicy, type TaskResult } from '@gsync/core';
-import type { Carrier } from '../carrier/carrier.js';
+import type { Arrival, Carrier } from '../carrier/carrier.js';
 import type { NodeConfig, ProjectConfig } from '../config.js';
 import type { Collected } from '../lifecycle/decisions.js';
 import type { NodeTransport } from '../ssh/transport.js';
@@ -14,6 +14,8 @@ export interface CollectRequest {
   task: TaskRow;
   result: TaskResult;
   transport: NodeTransport;
+  /** What the carrier's `gather` already brought of this result. */
+  arrived?: Arrival | undefined;
   maxBytes: number;
   limits: ResultLimits;
   policy: SecretPolicy;
@@ -51,7 +53,7 @@ export async function collectTask(req: CollectRequest): Promise<Collected> {
   if (problem) return { kind: 'rejected', reason: problem };
 
   const gitDir = await gitOps.gitDir(repo);
-  const receipt = await req.carrier.receive({ project, node: req.node, task, result, transport: req.transport, gitDir });
+  const receipt = await req.carrier.receive({ project, node: req.node, task, result, transport: req.transport, gitDir, arrived: req.arrived });
   if (receipt.kind === 'rejected') return receipt;
   const q = receipt.quarantine;
   try {

@@ -1,0 +1,57 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
+import { pack } from 'tar-stream';
+import { COLLECT_REPORT, type TaskReport } from '@gsync/core';
+import { taskDir, taskPaths } from './paths.js';
+import { reportTasks } from './report.js';
+
+export interface CollectOptions {
+  workRoot: string;
+  project: string;
+  taskIds: readonly string[];
+  out: Writable;
+  /** Starts what the node's queue allows, once runs that died are finished (see reportTasks). */
+  kick?: () => Promise<void>;
+}
+
+/** Tasks whose result.bundle is worth sending: finished, with a result.json. */
+function finished(reports: readonly TaskReport[]): TaskReport[] {
+  return reports.filter((r) => r.result !== null);
+}
+
+/**
+ * One answer for a whole pull: a tar whose first entry is the report of every task
+ * asked about, followed by `<task_id>.bundle` for each finished one, so the controller
+ * needs one process and one channel per node instead of one per file. A bundle that
+ * cannot be read is left out; the controller then asks for it alone and sees why.
+ */
+export async function collectTasks(options: CollectOptions): Promise<void> {
+  const reports = await reportTasks(options.workRoot, options.project, options.taskIds, options.kick);
+  const tar = pack();
+  const sent = new Promise<void>((resolve, reject) => {
+    tar.on('end', resolve);
+    tar.on('error', reject);
+  });
+  tar.pipe(options.out, { end: false });
+  tar.entry({ name: COLLECT_REPORT, mode: 0o644 }, Buffer.from(JSON.stringify(reports)));
+  for (const report of finished(reports)) {
+    const path = taskPaths(taskDir(options.workRoot, options.project, report.task_id)).resultBundle;
+    const size = await stat(path).then(
+      (s) => (s.isFile() ? s.size : undefined),
+      () => undefined,
+    );
+    if (size === undefined) continue;
+    await new Promise<void>((resolve, reject) => {
+      const entry = tar.entry({ name: `${report.task_id}.bundle`, size, mode: 0o644 }, (error) => (error ? reject(error) : resolve()));
+      // Exactly the size in the header, even if the file grows meanwhile: the tar stays well-formed.
+      if (size > 0)
+        createReadStream(path, { end: size - 1 })
+          .on('error', reject)
+          .pipe(entry);
+      else entry.end();
+    });
+  }
+  tar.finalize();
+  await sent;
+}
