@@ -149,6 +149,35 @@ describe('the object cache on a node', () => {
     expect(repo.git('show', 'main:b.txt')).toBe('two\n');
   });
 
+  it('never trusts a cache that lost an object below a commit it holds: with no bundle to send, the node asks for everything', async () => {
+    const repo = bigRepo();
+    const w = setup(repo);
+    await send(w, 'One\n\nwrite a.txt one\n');
+    const status = join(w.cache(), '../tasks/S01/status.json');
+    const deadline = Date.now() + 60_000;
+    while (!existsSync(status) || !['done', 'failed'].includes((JSON.parse(readFileSync(status, 'utf8')) as { state: string }).state)) {
+      if (Date.now() > deadline) throw new Error('S01 never finished');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // Every object loose, then one blob of main's tree gone: the commit and its tree still resolve.
+    const cache = w.cache();
+    const packs = join(cache, 'objects/pack');
+    for (const f of readdirSync(packs).filter((f) => f.endsWith('.pack'))) {
+      const moved = join(tempDir('gsync-pack-'), f);
+      execFileSync('mv', [join(packs, f), moved]);
+      rmSync(join(packs, f.replace(/\.pack$/, '.idx')), { force: true });
+      execFileSync('git', ['unpack-objects', '-q'], { cwd: cache, input: readFileSync(moved) });
+    }
+    const blob = repo.head('main:src/mod7.py');
+    rmSync(join(cache, 'objects', blob.slice(0, 2), blob.slice(2)));
+    const second = await send(w, 'Two\n\nwrite b.txt two\n');
+    expect(second.bundle_bytes).toBeGreaterThan(20_000);
+    expect(w.ctx.events.some((e) => e.kind === 'cache_miss')).toBe(true);
+    await mergeAll(w);
+    expect(repo.git('show', 'main:b.txt')).toBe('two\n');
+    expect(repo.git('show', 'main:a.txt')).toBe('one\n');
+  });
+
   it('keeps two projects on one node apart', async () => {
     const a = bigRepo();
     const b = gitRepo({ 'other.txt': 'other project\n' });

@@ -88,8 +88,8 @@ export async function receiveIntoCache(dir: string, manifest: TaskManifest, bund
   const refs = taskRefs(manifest.task_id);
   const wanted = [{ ref: refs.base, source: manifest.base }, ...(manifest.merge ? [{ ref: refs.merge, source: manifest.merge }] : [])];
   if (bundle) {
-    const refspecs = wanted.map((w) => `+${w.source.ref}:${w.ref}`);
     if (await hasPrerequisites(bundle)) {
+      const refspecs = wanted.map((w) => `+${w.source.ref}:${w.ref}`);
       // A thin bundle needs the cache to be what it claimed: anything amiss and the controller sends everything.
       const verify = await gitOps.git(dir, ['bundle', 'verify', '-q', bundle], { okExitCodes: [1, 128] });
       if (verify.exitCode !== 0) return { kind: 'need-full', reason: `the object cache lacks what the bundle builds on: ${firstLine(verify.stderr)}` };
@@ -100,19 +100,27 @@ export async function receiveIntoCache(dir: string, manifest: TaskManifest, bund
         return { kind: 'need-full', reason: `the object cache could not take the bundle: ${firstLine(error.stderr)}` };
       }
     } else {
+      let tips: Map<string, string>;
       try {
-        await gitOps.fetchRefs(dir, bundle, refspecs);
+        tips = await unbundle(dir, bundle);
       } catch (error) {
         if (!(error instanceof GitError)) throw error;
         // The whole history needs nothing from the cache: a cache that cannot take it is damaged.
         await setAside(dir);
         await openCache(dir);
-        await gitOps.fetchRefs(dir, bundle, refspecs);
+        tips = await unbundle(dir, bundle);
+      }
+      for (const w of wanted) {
+        const tip = tips.get(w.source.ref);
+        if (tip !== w.source.commit)
+          throw new ProtocolError(`the code sent holds ${tip ?? 'nothing'} for ${w.source.ref}, the manifest says ${w.source.commit}`);
+        await gitOps.setRef(dir, w.ref, tip, 'gsync: task base');
       }
     }
   } else {
     for (const w of wanted) {
-      if (!(await gitOps.resolveCommit(dir, w.source.commit))) return { kind: 'need-full', reason: `the object cache does not hold ${w.source.commit}` };
+      const missing = await cannotCheckOut(dir, w.source.commit);
+      if (missing) return { kind: 'need-full', reason: missing };
       await gitOps.setRef(dir, w.ref, w.source.commit, 'gsync: task base');
     }
   }
@@ -124,6 +132,41 @@ export async function receiveIntoCache(dir: string, manifest: TaskManifest, bund
 }
 
 const firstLine = (text: string) => text.trim().split('\n')[0] ?? '';
+
+/**
+ * Stores every object of a whole-history bundle, even those the cache says it has (a
+ * fetch would skip them, and a cache that lost objects below its commits would stay
+ * broken), and returns the bundle's refs and their commits.
+ */
+async function unbundle(dir: string, bundle: string): Promise<Map<string, string>> {
+  const r = await gitOps.git(dir, ['bundle', 'unbundle', bundle]);
+  const tips = new Map<string, string>();
+  for (const line of r.stdout.split('\n')) {
+    const [oid, ref] = line.split(' ');
+    if (oid && ref && /^[0-9a-f]{40}$/.test(oid)) tips.set(ref, oid);
+  }
+  return tips;
+}
+
+/**
+ * Why the cache could not check `commit` out, or undefined when it can: with no bundle
+ * sent, the commit, every tree and every blob of it must be there (a cache can hold a
+ * commit and have lost what is below it). Older history is not needed for a checkout.
+ */
+async function cannotCheckOut(dir: string, commit: string): Promise<string | undefined> {
+  if (!(await gitOps.resolveCommit(dir, commit))) return `the object cache does not hold ${commit}`;
+  const listed = await gitOps.git(dir, ['ls-tree', '-r', '-t', '-z', '--full-tree', commit], { okExitCodes: [128] });
+  if (listed.exitCode !== 0) return `the object cache lacks a tree of ${commit}: ${firstLine(listed.stderr)}`;
+  // Each record: "<mode> <type> <object>\t<path>"; submodule commits are not objects of this repository.
+  const blobs = listed.stdout
+    .split('\0')
+    .map((record) => record.split('\t')[0]!.split(' '))
+    .filter((fields) => fields[1] === 'blob')
+    .map((fields) => fields[2]!);
+  const types = await gitOps.objectTypes(dir, blobs);
+  const lost = types.findIndex((t) => t !== 'blob');
+  return lost === -1 ? undefined : `the object cache lacks ${blobs[lost]} of ${commit}`;
+}
 
 /** Whether a bundle builds on commits it does not carry (a thin one). */
 async function hasPrerequisites(bundle: string): Promise<boolean> {
