@@ -1,4 +1,5 @@
-import { isFinal, processAlive, type TaskStatus } from '@gsync/core';
+import { type FSWatcher, watch } from 'node:fs';
+import { FILES, isFinal, processAlive, type TaskStatus } from '@gsync/core';
 import { taskDir, taskPaths } from './paths.js';
 import { readStatus } from './status.js';
 
@@ -26,9 +27,36 @@ function needsLook(status: TaskStatus | null): boolean {
 }
 
 /**
+ * Resolves at the next change in one of `dirs` (status.json is replaced by a rename, which a
+ * watch on its dir sees), or after `ms`. Where watching fails (a file system without
+ * notifications, a dir not there yet) the time limit alone is the poll.
+ */
+function nextChange(dirs: readonly string[], ms: number, cancelled: Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    const watchers: FSWatcher[] = [];
+    const done = () => {
+      clearTimeout(timer);
+      for (const w of watchers) w.close();
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    void cancelled.then(done);
+    for (const dir of dirs) {
+      try {
+        // Only status.json counts: the agent's log in the same dir may change many times a second.
+        const onEvent = (_event: string, file: string | Buffer | null) => (String(file) === FILES.status ? done() : undefined);
+        watchers.push(watch(dir, { persistent: false }, onEvent).on('error', () => undefined));
+      } catch {
+        // Polled instead.
+      }
+    }
+  });
+}
+
+/**
  * The long poll behind `pull --wait`: answers as soon as one of the tasks needs the
- * controller, or after `seconds` with nothing. Costs a few stat-sized reads a second,
- * instead of a new SSH connection and process per poll.
+ * controller, or after `seconds` with nothing. It watches the task dirs, and reads their
+ * status at least every `pollMs` as well, instead of a new SSH connection and process per poll.
  */
 export async function waitForTasks(options: WaitOptions): Promise<{ changed: string[] }> {
   const deadline = Date.now() + options.seconds * 1000;
@@ -36,6 +64,7 @@ export async function waitForTasks(options: WaitOptions): Promise<{ changed: str
   void options.cancelled.then(() => {
     hungUp = true;
   });
+  const dirs = options.taskIds.map((id) => taskDir(options.workRoot, options.project, id));
   let nextKick = 0;
   for (;;) {
     const statuses = await Promise.all(
@@ -47,6 +76,6 @@ export async function waitForTasks(options: WaitOptions): Promise<{ changed: str
       await options.kick();
       nextKick = Date.now() + KICK_EVERY_MS;
     }
-    await new Promise((r) => setTimeout(r, options.pollMs ?? 500));
+    await nextChange(dirs, Math.min(options.pollMs ?? 1000, Math.max(deadline - Date.now(), 0)), options.cancelled);
   }
 }
