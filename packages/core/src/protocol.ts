@@ -2,7 +2,7 @@ import * as z from 'zod/mini';
 import { en } from 'zod/locales';
 
 // zod/mini carries no messages of its own: the English ones, as the full zod has.
-z.config(en());
+z.config({ ...en(), jitless: true });
 import { isValidName } from './names.js';
 
 /**

@@ -1,9 +1,13 @@
 import { performance } from 'node:perf_hooks';
-import Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
+import type Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MIGRATIONS } from './migrations.js';
 import { OPEN_STATES, type TaskState } from '../lifecycle/states.js';
+
+/** better-sqlite3 is CommonJS: required, not imported, it skips the ESM wrapper's parse of its sources on every start. */
+const openSqlite = () => createRequire(import.meta.url)('better-sqlite3') as typeof Database;
 
 /** The controller's record of every task and every step (SQLite, WAL). The states and their moves live in lifecycle/. */
 export interface TaskRow {
@@ -103,7 +107,7 @@ export class Store {
 
   constructor(file: string, now: () => Date = () => new Date()) {
     mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file);
+    this.db = new (openSqlite())(file);
     this.now = now;
     this.db.pragma('busy_timeout = 10000');
     // Switching a new file to WAL takes an exclusive lock without waiting on the busy
