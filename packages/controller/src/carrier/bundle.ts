@@ -43,21 +43,24 @@ async function gatherBundles({ project, node, tasks, transport, gitDir, maxBytes
   await mkdir(incomingDir(gitDir, project.name), { recursive: true });
   const ids = tasks.map((t) => t.task_id);
   try {
-    const reports = await collectResults(transport, node, project.name, ids, maxBytes, async (report, entry) => {
-      const task = tasks.find((t) => t.task_id === report.task_id)!;
-      const problem = resultProblem(task, report.result, maxBytes);
-      if (problem) {
-        arrived.set(task.task_id, { problem });
-        return;
-      }
-      const path = bundlePath(gitDir, task);
-      try {
-        await downloadVerified(path, report.result.bundle, (out) => copyInto(entry, out));
-        arrived.set(task.task_id, { path });
-      } catch (error) {
-        if (!(error instanceof ProtocolError)) throw error;
-        arrived.set(task.task_id, { problem: error.message });
-      }
+    const reports = await collectResults(transport, node, project.name, ids, maxBytes, {
+      take: async (report, entry) => {
+        const task = tasks.find((t) => t.task_id === report.task_id)!;
+        const problem = resultProblem(task, report.result, maxBytes);
+        if (problem) {
+          arrived.set(task.task_id, { problem });
+          return;
+        }
+        const path = bundlePath(gitDir, task);
+        try {
+          await downloadVerified(path, report.result.bundle, (out) => copyInto(entry, out));
+          arrived.set(task.task_id, { path });
+        } catch (error) {
+          if (!(error instanceof ProtocolError)) throw error;
+          arrived.set(task.task_id, { problem: error.message });
+        }
+      },
+      refuse: (report, reason) => arrived.set(report.task_id, { problem: reason }),
     });
     return { reports: reports ?? (await reportTasks(transport, node, project.name, ids)), arrived, dispose };
   } catch (error) {

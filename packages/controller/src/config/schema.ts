@@ -32,6 +32,8 @@ export const NodeEntry = z.object({
   connect_timeout_seconds: z._default(positive, 20),
   /** Seconds between SSH keepalives; three unanswered ones end a stalled connection. */
   keepalive_seconds: z._default(positive, 15),
+  /** A command on the node that sends nothing for this long is ended (a node indexing a huge bundle is silent for a while). */
+  answer_timeout_seconds: z._default(positive, 300),
   /** A task whose node has not answered for this long is marked stale (default: nodes.json's). */
   stale_after_seconds: z.optional(positive),
 });

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { MAX_ARG_BYTES, UsageError, sha256, specTitle, usesSpecText } from '@gsync/core';
 
 export const MAX_SPEC_BYTES = 1024 * 1024;
@@ -11,16 +12,41 @@ export interface Spec {
   sha256: string;
 }
 
-/** Reads a spec and checks what the node will need of it: UTF-8 text, no NUL, a title, a sane size. */
-export async function readSpec(path: string, agentArgv: readonly string[]): Promise<Spec> {
-  let data: Buffer;
+/**
+ * A spec's bytes, read only from a regular file of at most MAX_SPEC_BYTES: a FIFO, a device
+ * (`/dev/zero`) or a huge file is refused at once, before anything is read. Opened without
+ * blocking, so a FIFO with no writer cannot hang the command.
+ */
+async function readCapped(path: string): Promise<Buffer> {
+  let file: FileHandle;
   try {
-    data = await readFile(path);
+    file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new UsageError(`spec ${path}: ${code === 'ENOENT' ? 'file not found' : `cannot read (${code})`}`, { cause: error });
   }
-  if (data.length > MAX_SPEC_BYTES) throw new UsageError(`spec ${path}: ${data.length} bytes; a spec may be at most ${MAX_SPEC_BYTES} bytes`);
+  try {
+    const info = await file.stat();
+    if (!info.isFile()) throw new UsageError(`spec ${path}: not a regular file; give the spec as a text file`);
+    if (info.size > MAX_SPEC_BYTES) throw new UsageError(`spec ${path}: ${info.size} bytes; a spec may be at most ${MAX_SPEC_BYTES} bytes`);
+    const buffer = Buffer.alloc(MAX_SPEC_BYTES + 1);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await file.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      // A file that grew while read: the cap holds whatever stat said.
+      if (length > MAX_SPEC_BYTES) throw new UsageError(`spec ${path}: more than ${MAX_SPEC_BYTES} bytes; a spec may be at most that`);
+    }
+    return buffer.subarray(0, length);
+  } finally {
+    await file.close();
+  }
+}
+
+/** Reads a spec and checks what the node will need of it: UTF-8 text, no NUL, a title, a sane size. */
+export async function readSpec(path: string, agentArgv: readonly string[]): Promise<Spec> {
+  const data = await readCapped(path);
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(data);

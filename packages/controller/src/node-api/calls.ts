@@ -1,10 +1,10 @@
 import { createReadStream } from 'node:fs';
-import { PassThrough, Writable, type Readable } from 'node:stream';
+import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
 import { extract, pack } from 'tar-stream';
 import * as z from 'zod/mini';
 import { COLLECT_REPORT, ProtocolError, TaskReport } from '@gsync/core';
 import type { NodeConfig } from '../config.js';
-import { remoteFailure as failure, type NodeTransport } from '../ssh/transport.js';
+import { remoteFailure as failure, type ExecResult, type NodeTransport } from '../ssh/transport.js';
 import { Hello, toolPath } from './install.js';
 
 /**
@@ -96,8 +96,14 @@ class Lines extends Writable {
     super();
   }
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (error?: Error | null) => void): void {
-    if (this.text.length + chunk.length > this.cap) this.overflow = true;
-    else this.text += chunk.toString('utf8');
+    if (this.text.length + chunk.length > this.cap) {
+      // An error on the stream ends the command (see ExecBounds): nothing more is read.
+      this.overflow = true;
+      this.wake();
+      done(new ProtocolError(`more than ${this.cap} bytes of answer`));
+      return;
+    }
+    this.text += chunk.toString('utf8');
     this.wake();
     done();
   }
@@ -183,7 +189,9 @@ function parseReports(node: NodeConfig, text: string): TaskReport[] {
 }
 
 /** The report of every task at most this long: a few KB per task. */
-const MAX_REPORT_BYTES = 64 * 1024 * 1024;
+const MAX_REPORT_BYTES = 16 * 1024 * 1024;
+/** Tar headers and padding around each entry. */
+const TAR_SLACK = 2048;
 
 async function readAll(entry: Readable, cap: number): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -196,15 +204,25 @@ async function readAll(entry: Readable, cap: number): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-/** One finished task's result bundle as it streams in; read it whole or not at all. */
-export type BundleArrival = (report: TaskReport & { result: NonNullable<TaskReport['result']> }, entry: Readable, size: number) => Promise<void>;
+type Finished = TaskReport & { result: NonNullable<TaskReport['result']> };
+
+/**
+ * What the caller does with one finished task's result bundle as it streams in: read
+ * `entry` whole, or record why not (`refuse`) and leave it, which is then skipped unread.
+ */
+export interface BundleHandler {
+  take(report: Finished, entry: Readable): Promise<void>;
+  refuse(report: Finished, reason: string): void;
+}
 
 /**
  * `gsync-node collect`: one process per node and pull. The node answers with a tar: the
  * report of every task asked about, then `<task_id>.bundle` for each finished one, handed
- * to `onBundle` as it streams in. Anything else in the stream, a bundle over `maxBytes`
- * or one for a task that has no result, fails the call. Undefined when the node's
- * gsync-node predates `collect` (the caller asks file by file).
+ * to `bundles` as it streams in. The stream may carry no more than the report cap plus
+ * the bundles the report announced; a bundle whose size is not the one announced is
+ * refused (its task is rejected) and skipped. Anything else in the stream ends the command
+ * and fails the call. Undefined when the node's gsync-node predates `collect` (the
+ * caller asks file by file).
  */
 export async function collectResults(
   t: NodeTransport,
@@ -212,39 +230,54 @@ export async function collectResults(
   project: string,
   taskIds: readonly string[],
   maxBytes: number,
-  onBundle: BundleArrival,
+  bundles: BundleHandler,
 ): Promise<TaskReport[] | undefined> {
   if (taskIds.length === 0) return [];
   const argv = [node.node_bin, toolPath(node), 'collect', '--work-root', node.work_root, '--project', project, ...taskIds.flatMap((id) => ['--task', id])];
+  let budget = MAX_REPORT_BYTES + TAR_SLACK * 4;
+  const meter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      budget -= chunk.length;
+      if (budget < 0) done(new ProtocolError(`node ${node.name}: collect sent more than its report announced`));
+      else done(null, chunk);
+    },
+  });
   const tar = extract();
+  meter.pipe(tar as unknown as Writable);
   let reports: TaskReport[] | undefined;
   let problem: Error | undefined;
+  const fail = (error: unknown) => {
+    problem ??= error instanceof Error ? error : new Error(String(error));
+    meter.destroy(problem);
+  };
   const seen = new Set<string>();
   const read = async (name: string, size: number, entry: Readable): Promise<void> => {
     if (reports === undefined) {
       if (name !== COLLECT_REPORT) throw new ProtocolError(`node ${node.name}: collect did not begin with ${COLLECT_REPORT}`);
       reports = parseReports(node, (await readAll(entry, MAX_REPORT_BYTES)).toString('utf8'));
+      for (const r of reports) if (r.result && taskIds.includes(r.task_id)) budget += Math.min(r.result.bundle.size, maxBytes) + TAR_SLACK;
       return;
     }
     const id = name.endsWith('.bundle') ? name.slice(0, -'.bundle'.length) : '';
     const report = reports.find((r) => r.task_id === id);
     if (!report?.result || seen.has(id) || !taskIds.includes(id)) throw new ProtocolError(`node ${node.name}: unexpected entry in the collect stream`);
-    if (size > maxBytes) throw new ProtocolError(`node ${node.name}: the result bundle of ${id} is ${size} bytes, over the ${maxBytes}-byte limit`);
     seen.add(id);
-    await onBundle({ ...report, result: report.result }, entry, size);
+    const finished = { ...report, result: report.result };
+    if (size === report.result.bundle.size) return bundles.take(finished, entry);
+    if (size > maxBytes) throw new ProtocolError(`node ${node.name}: the result bundle of ${id} is ${size} bytes, over the ${maxBytes}-byte limit`);
+    // Skipped unread: only what it has over its announced size is added to what the stream may carry.
+    budget += Math.max(size - report.result.bundle.size, 0);
+    bundles.refuse(finished, `the node sent ${size} bytes of result.bundle, result.json announced ${report.result.bundle.size}`);
   };
   tar.on('entry', (header, entry, next) => {
-    // After a problem the rest is drained unread, so the node can finish and the call end.
-    const step = problem ? Promise.resolve() : read(header.name, header.size ?? 0, entry);
-    step.then(
+    read(header.name, header.size ?? 0, entry).then(
       () => {
         entry.resume();
         next();
       },
       (error: unknown) => {
-        problem ??= error instanceof Error ? error : new Error(String(error));
         entry.resume();
-        next();
+        fail(error);
       },
     );
   });
@@ -252,14 +285,20 @@ export async function collectResults(
     tar.on('finish', resolve);
     tar.on('close', resolve);
     tar.on('error', (error: Error) => {
-      problem ??= new ProtocolError(`node ${node.name}: the collect stream is not a tar: ${error.message}`);
+      fail(new ProtocolError(`node ${node.name}: the collect stream is not a tar: ${error.message}`));
       resolve();
     });
   });
-  const r = await t.exec(argv, { stdout: tar });
+  let r: ExecResult;
+  try {
+    r = await t.exec(argv, { stdout: meter });
+  } catch (error) {
+    // Ended because of what it sent: that is the reason, not the ending.
+    throw problem ?? error;
+  }
   if (r.code === 2 && /unknown command/.test(r.stderr)) return undefined;
   if (r.code !== 0) throw failure(node.name, 'cannot collect task results', r);
-  tar.end();
+  meter.end();
   await unpacked;
   if (problem) throw problem;
   if (reports === undefined) throw new ProtocolError(`node ${node.name}: collect sent no ${COLLECT_REPORT}`);
@@ -299,7 +338,8 @@ export async function waitForTasks(
     String(Math.ceil(seconds)),
     ...taskIds.flatMap((id) => ['--task', id]),
   ];
-  const r = await t.exec(argv, { stdin: cancel });
+  // Silent by design for `seconds`: only silence beyond that is the node's fault.
+  const r = await t.exec(argv, { stdin: cancel, idleSeconds: seconds + node.answer_timeout_seconds, maxOutputBytes: 1024 * 1024 });
   if (r.code !== 0) throw failure(node.name, 'cannot wait for its tasks', r);
   const answer = WaitAnswer.safeParse(JSON.parse(r.stdout.toString('utf8') || 'null'));
   if (!answer.success) throw new ProtocolError(`node ${node.name}: unexpected answer to wait`);

@@ -14,9 +14,18 @@ export interface ConnectContext {
 }
 
 export async function connectNode(ctx: ConnectContext, node: NodeConfig): Promise<NodeTransport> {
-  if (node.transport === 'local') return openLocalTransport(node.name, node.home!, ctx.env);
+  if (node.transport === 'local') return answering(await openLocalTransport(node.name, node.home!, ctx.env), node);
   const target = await resolveSshTarget({ node, sshConfig: ctx.config.sshConfig, home: ctx.home, env: ctx.env });
-  return openSshTransport({ node: node.name, target, acceptNew: ctx.acceptNew });
+  return answering(await openSshTransport({ node: node.name, target, acceptNew: ctx.acceptNew }), node);
+}
+
+/** Every command on the node is ended after answer_timeout_seconds of silence, unless the call allows more. */
+function answering(t: NodeTransport, node: NodeConfig): NodeTransport {
+  return {
+    node: t.node,
+    exec: (argv, options = {}) => t.exec(argv, { idleSeconds: node.answer_timeout_seconds, ...options }),
+    close: () => t.close(),
+  };
 }
 
 /** Runs `fn` with a connection to the node and always hangs up. */
@@ -55,8 +64,8 @@ export async function withNodeRetrying<T>(
       try {
         return await fn(await links.get(node));
       } catch (error) {
-        // A link that broke is not used again; one that only carried a bad answer stays.
-        if (isTransient(error)) await links.drop(node.name);
+        // A link that broke, or whose command had to be ended, is not used again; one that only carried a bad answer stays.
+        if (isTransient(error) || (error instanceof SshError && error.kind === 'remote')) await links.drop(node.name);
         throw error;
       }
     } catch (error) {

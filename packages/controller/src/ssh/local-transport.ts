@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { SshError } from '@gsync/core';
-import type { ExecOptions, ExecResult, NodeTransport } from './transport.js';
+import { ExecBounds, type ExecOptions, type ExecResult, type NodeTransport } from './transport.js';
 
 /**
  * A node that is a folder on this machine: the same protocol and the same
@@ -23,22 +23,28 @@ function execLocal(node: string, argv: readonly string[], cwd: string, env: Node
   if (!command) return Promise.reject(new Error('empty command'));
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    if (options.stdout) child.stdout.pipe(options.stdout, { end: false });
-    else child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => err.push(c));
+    const bounds = new ExecBounds(node, options, (error) => {
+      child.kill('SIGKILL');
+      reject(error);
+    });
+    if (options.stdout) {
+      child.stdout.on('data', () => bounds.moved());
+      child.stdout.pipe(options.stdout, { end: false });
+    } else child.stdout.on('data', (c: Buffer) => bounds.stdout(c));
+    child.stderr.on('data', (c: Buffer) => bounds.stderr(c));
     child.on('error', (error: NodeJS.ErrnoException) => {
+      bounds.done();
       if (error.code === 'ENOENT') resolve({ code: 127, signal: undefined, stdout: Buffer.alloc(0), stderr: `${command}: command not found` });
       else reject(new SshError(node, 'remote', error.message, { cause: error }));
     });
-    child.on('close', (code, signal) =>
-      resolve({ code, signal: signal ?? undefined, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') }),
-    );
+    child.on('close', (code, signal) => resolve(bounds.result(code, signal ?? undefined)));
     child.stdin.on('error', () => {});
     const input = options.stdin;
     if (input === undefined) child.stdin.end();
     else if (Buffer.isBuffer(input)) child.stdin.end(input);
-    else Readable.from(input).pipe(child.stdin);
+    else
+      Readable.from(input)
+        .on('data', () => bounds.moved())
+        .pipe(child.stdin);
   });
 }

@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
 import ssh2, { type AgentAuthMethod, type ConnectConfig, type PublicKeyAuthMethod } from 'ssh2';
 import { SshError, quoteArgv } from '@gsync/core';
-import type { ExecOptions, ExecResult, NodeTransport } from './transport.js';
+import { ExecBounds, type ExecOptions, type ExecResult, type NodeTransport } from './transport.js';
 import {
   checkHostKey,
   fingerprint,
@@ -164,28 +164,54 @@ function execRemote(client: Client, node: string, argv: readonly string[], optio
   return new Promise((resolve, reject) => {
     client.exec(quoteArgv(argv), (error, stream) => {
       if (error) return reject(new SshError(node, 'remote', `cannot start a remote command: ${error.message}`, { cause: error }));
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
       let code: number | null = null;
       let signal: string | undefined;
+      let aborted: SshError | undefined;
+      // Past a limit: the command is killed where the server allows, its channel closed, and nothing more is read.
+      const bounds = new ExecBounds(node, options, (why) => {
+        aborted = why;
+        try {
+          stream.signal('KILL');
+        } catch {
+          // Closing the channel is what counts.
+        }
+        stream.unpipe();
+        stream.removeAllListeners('data');
+        stream.stderr.removeAllListeners('data');
+        stream.close();
+        // The connection goes too: a command that would not stop may still hold the session.
+        link.lost ??= new SshError(node, 'transfer', `the connection was closed after a command that had to be ended (${why.message})`);
+        client.end();
+        reject(why);
+      });
       stream.on('exit', (c: number | null, s?: string) => {
         code = c;
         signal = s ?? undefined;
       });
-      if (options.stdout) stream.pipe(options.stdout, { end: false });
-      else stream.on('data', (c: Buffer) => out.push(c));
-      stream.stderr.on('data', (c: Buffer) => err.push(c));
+      if (options.stdout) {
+        stream.on('data', () => bounds.moved());
+        stream.pipe(options.stdout, { end: false });
+      } else stream.on('data', (c: Buffer) => bounds.stdout(c));
+      stream.stderr.on('data', (c: Buffer) => bounds.stderr(c));
       stream.on('close', () => {
+        bounds.done();
+        if (aborted) return;
         // No exit status at all: the command did not end, the connection did.
         if (code === null && signal === undefined)
           return reject(link.lost ?? new SshError(node, 'transfer', 'the connection dropped before the remote command finished'));
-        resolve({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') });
+        resolve(bounds.result(code, signal));
       });
-      stream.on('error', (e: Error) => reject(new SshError(node, 'transfer', e.message, { cause: e })));
+      stream.on('error', (e: Error) => {
+        bounds.done();
+        reject(new SshError(node, 'transfer', e.message, { cause: e }));
+      });
       const input = options.stdin;
       if (input === undefined) stream.end();
       else if (Buffer.isBuffer(input)) stream.end(input);
-      else Readable.from(input).pipe(stream);
+      else
+        Readable.from(input)
+          .on('data', () => bounds.moved())
+          .pipe(stream);
     });
   });
 }

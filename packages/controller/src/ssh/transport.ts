@@ -4,8 +4,80 @@ import { SshError } from '@gsync/core';
 export interface ExecOptions {
   /** Sent to the remote command's stdin, then EOF. */
   stdin?: Readable | Buffer;
-  /** Where stdout goes; when absent it is collected into `stdout`. */
+  /** Where stdout goes; when absent it is collected into `stdout`, at most `maxOutputBytes`. */
   stdout?: Writable;
+  /** Collected stdout beyond this ends the command (default OUTPUT_CAP): a node's answers are small. */
+  maxOutputBytes?: number;
+  /** The command is ended when no byte moves either way for this long (default IDLE_SECONDS). */
+  idleSeconds?: number;
+}
+
+/** The most a collected answer may be: far above any honest one, far below what would hurt. */
+export const OUTPUT_CAP = 16 * 1024 * 1024;
+/** Silence allowed by default: a node indexing a huge bundle says nothing for tens of seconds. */
+export const IDLE_SECONDS = 300;
+/** Of stderr only the end is kept: the last line is what is shown. */
+const STDERR_KEEP = 64 * 1024;
+
+/**
+ * What a remote command may send and how long it may be silent. Every transport runs its
+ * commands under one: past a limit the command is ended (`abort`) with the reason, never
+ * read further. A stdout stream that fails (its consumer saw too much) ends it too.
+ */
+export class ExecBounds {
+  private readonly out: Buffer[] = [];
+  private outBytes = 0;
+  private err = Buffer.alloc(0);
+  private timer: NodeJS.Timeout | undefined;
+  private ended = false;
+
+  constructor(
+    private readonly node: string,
+    private readonly options: ExecOptions,
+    private readonly abort: (error: SshError) => void,
+  ) {
+    this.moved();
+    options.stdout?.on('error', (error: Error) => this.trip(`stopped reading: ${error.message}`));
+  }
+
+  /** Something moved: the silence starts again. */
+  moved(): void {
+    if (this.ended) return;
+    clearTimeout(this.timer);
+    const seconds = this.options.idleSeconds ?? IDLE_SECONDS;
+    this.timer = setTimeout(() => this.trip(`said nothing for ${seconds} s`), seconds * 1000);
+    this.timer.unref?.();
+  }
+
+  stdout(chunk: Buffer): void {
+    this.moved();
+    this.outBytes += chunk.length;
+    const cap = this.options.maxOutputBytes ?? OUTPUT_CAP;
+    if (this.outBytes > cap) this.trip(`sent more than ${cap} bytes`);
+    else this.out.push(chunk);
+  }
+
+  stderr(chunk: Buffer): void {
+    this.moved();
+    this.err = Buffer.concat([this.err, chunk]);
+    if (this.err.length > STDERR_KEEP) this.err = this.err.subarray(this.err.length - STDERR_KEEP);
+  }
+
+  result(code: number | null, signal: string | undefined): ExecResult {
+    this.done();
+    return { code, signal, stdout: Buffer.concat(this.out), stderr: this.err.toString('utf8') };
+  }
+
+  done(): void {
+    this.ended = true;
+    clearTimeout(this.timer);
+  }
+
+  private trip(reason: string): void {
+    if (this.ended) return;
+    this.done();
+    this.abort(new SshError(this.node, 'remote', `the remote command ${reason}; it was ended`));
+  }
 }
 
 export interface ExecResult {

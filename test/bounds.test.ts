@@ -1,0 +1,135 @@
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, chmodSync, closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { dispatch, main, pullBundles } from '@gsync/controller';
+import { AGENTS, NODE_TOOL, cleanupTempDirs, gitRepo, tempDir } from './helpers/git-repo.js';
+import { specFile, testContext, writeConfig } from './helpers/world.js';
+
+/**
+ * Every read from a node is bounded: a node command that never answers, never stops, or
+ * sends more than it announced is ended with the reason, and the run goes on. Specs are
+ * read with a cap too. The nodes are `local` ones whose node_bin plays a bad gsync-node
+ * for one subcommand and runs the real one for the rest.
+ */
+afterAll(cleanupTempDirs);
+
+/** A node_bin that runs `script` (sh) instead of gsync-node for `command`, and the real gsync-node otherwise. */
+function badNodeBin(command: string, script: string): string {
+  const bin = join(tempDir('gsync-bin-'), 'node-bad');
+  writeFileSync(bin, `#!/bin/sh\nif [ "$2" = '${command}' ]; then\n${script}\nfi\nexec '${process.execPath}' "$@"\n`);
+  chmodSync(bin, 0o755);
+  return bin;
+}
+
+function world(nodeBin?: string) {
+  const repo = gitRepo({ 'README.md': 'hello\n' });
+  const configDir = tempDir('gsync-config-');
+  const node = {
+    name: 'l1',
+    transport: 'local',
+    agent: ['node', join(AGENTS, 'edit.mjs'), '{spec_file}'],
+    answer_timeout_seconds: 2,
+    ...(nodeBin ? { node_bin: nodeBin } : {}),
+  };
+  writeConfig(configDir, { nodes: [node] }, { proj: { repo_local: repo.dir } });
+  const ctx = testContext(configDir);
+  return { repo, ctx, specs: tempDir('gsync-specs-'), tasks: join(configDir, 'nodes/l1/dispatch/proj/tasks') };
+}
+
+async function finished(tasks: string, ids: string[]): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  const state = (id: string) => {
+    try {
+      return (JSON.parse(readFileSync(join(tasks, id, 'status.json'), 'utf8')) as { state: string }).state;
+    } catch {
+      return undefined;
+    }
+  };
+  while (!ids.every((id) => state(id) === 'done')) {
+    if (Date.now() > deadline) throw new Error(`not finished: ${ids.map(state).join(', ')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function ctl(configDir: string, argv: string[]): Promise<{ code: number; stderr: string }> {
+  const stderr = new PassThrough();
+  const err: Buffer[] = [];
+  stderr.on('data', (c: Buffer) => err.push(c));
+  const io = { env: { ...process.env, NO_COLOR: '1' }, stdout: new PassThrough(), stderr, nodeToolPath: NODE_TOOL, pid: process.pid };
+  const code = await main(['--config-dir', configDir, ...argv], io);
+  return { code, stderr: Buffer.concat(err).toString('utf8') };
+}
+
+describe('bounded reads from a node', () => {
+  it('ends a collect that never answers, after answer_timeout_seconds, and says so', async () => {
+    const w = world(badNodeBin('collect', 'exec sleep 600'));
+    await dispatch(w.ctx, { project: 'proj', spec: specFile(w.specs, 'a.md', 'write a.txt a\n') });
+    await finished(w.tasks, ['S01']);
+    const started = Date.now();
+    const report = await pullBundles(w.ctx, { project: 'proj' });
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(report.unreachable.map((u) => u.error).join('\n')).toMatch(/said nothing for 2 s; it was ended/);
+    expect(report.main_after).toBe(report.main_before);
+  });
+
+  it('ends a collect whose output never stops, long before it costs memory', async () => {
+    const w = world(badNodeBin('collect', 'exec cat /dev/zero'));
+    await dispatch(w.ctx, { project: 'proj', spec: specFile(w.specs, 'a.md', 'write a.txt a\n') });
+    await finished(w.tasks, ['S01']);
+    const before = process.memoryUsage().rss;
+    const report = await pullBundles(w.ctx, { project: 'proj' });
+    expect(report.unreachable.map((u) => u.error).join('\n')).toMatch(
+      /collect (sent more than its report announced|did not begin with report\.json|stream is not a tar)/,
+    );
+    expect(process.memoryUsage().rss - before).toBeLessThan(200 * 1024 * 1024);
+  });
+
+  it('ends a report whose answer never stops (a node without collect)', async () => {
+    const w = world(badNodeBin('collect', 'echo \'gsync-node: unknown command "collect"\' >&2; exit 2\nfi\nif [ "$2" = report ]; then\nexec yes'));
+    await dispatch(w.ctx, { project: 'proj', spec: specFile(w.specs, 'a.md', 'write a.txt a\n') });
+    await finished(w.tasks, ['S01']);
+    const report = await pullBundles(w.ctx, { project: 'proj' });
+    expect(report.unreachable.map((u) => u.error).join('\n')).toMatch(/sent more than \d+ bytes; it was ended/);
+  });
+
+  it('rejects a result whose bundle has more bytes than result.json announced, and merges the honest one beside it', async () => {
+    for (const withCollect of [true, false]) {
+      const bin = withCollect ? undefined : badNodeBin('collect', 'echo \'gsync-node: unknown command "collect"\' >&2; exit 2');
+      const w = world(bin);
+      await dispatch(w.ctx, { project: 'proj', spec: specFile(w.specs, 'a.md', 'write a.txt a\n') });
+      await dispatch(w.ctx, { project: 'proj', spec: specFile(w.specs, 'b.md', 'write b.txt b\n') });
+      await finished(w.tasks, ['S01', 'S02']);
+      appendFileSync(join(w.tasks, 'S01', 'result.bundle'), Buffer.alloc(100_000, 7));
+      const report = await pullBundles(w.ctx, { project: 'proj' });
+      const outcome = Object.fromEntries(report.tasks.map((t) => [t.task_id, t]));
+      expect(outcome.S01?.outcome).toBe('rejected');
+      expect(outcome.S01?.reason).toMatch(/announced|more than the announced/);
+      expect(outcome.S02?.outcome).toBe('merged');
+      expect(w.repo.git('show', 'main:b.txt')).toBe('b\n');
+    }
+  });
+});
+
+describe('specs are read with a cap', () => {
+  it('refuses a FIFO, a device and a huge file at once, with exit 2 and nothing sent', async () => {
+    const w = world();
+    const fifo = join(tempDir('gsync-fifo-'), 'spec.md');
+    execFileSync('mkfifo', [fifo]);
+    const huge = join(tempDir('gsync-huge-'), 'spec.md');
+    closeSync(openSync(huge, 'w'));
+    execFileSync('truncate', ['-s', '10G', huge]);
+    for (const [spec, why] of [
+      [fifo, /not a regular file/],
+      ['/dev/zero', /not a regular file/],
+      [huge, /10737418240 bytes; a spec may be at most/],
+    ] as const) {
+      const r = await ctl(w.ctx.configDir, ['dispatch', '--project', 'proj', '--spec', spec]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(why);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    }
+    expect(w.repo.git('for-each-ref', 'refs/heads/task/')).toBe('');
+  });
+});
