@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { BusyError, ConfigError, GsyncError, SshError, UsageError, errorMessage } from '@gsync/core/errors';
+import { inert } from '@gsync/core/inert';
 import type { Context } from './context.js';
 import { EXIT } from './exit-codes.js';
 import { renderEvent, renderForecast, renderRunSummary, renderStatus } from './render.js';
@@ -109,7 +110,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           if (!a.json) for (const w of d.warnings) say(`${c.yellow('warning:')} ${w}`);
           if (!a.json) print(`dispatched ${c.bold(d.task_id)} to ${c.bold(d.node)} on branch ${c.cyan(d.branch)}`);
         }
-        for (const f of r.failed) say(`${c.red('gsync-ctl:')} ${f.spec}: ${f.error}`);
+        for (const f of r.failed) say(`${c.red('gsync-ctl:')} ${inert(f.spec)}: ${inert(f.error, 2000)}`);
         if (r.failed.length > 0) exitCode = exitCodeOf(r.failed[0]!.cause);
       },
     )
@@ -208,7 +209,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     void helpShown;
     return exitCode;
   } catch (error) {
-    say(`${c.red('gsync-ctl:')} ${errorMessage(error)}`);
+    say(`${c.red('gsync-ctl:')} ${inert(errorMessage(error), 2000)}`);
     if (error instanceof GsyncError && error.hint) say(`  ${c.dim(error.hint)}`);
     if (verbose && error instanceof Error) say(c.dim(String(error.stack ?? '')));
     if (verbose && error instanceof Error && error.cause) say(c.dim(`caused by: ${errorMessage(error.cause)}`));

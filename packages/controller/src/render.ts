@@ -1,4 +1,5 @@
 import type { ChalkInstance } from 'chalk';
+import { inert } from '@gsync/core/inert';
 import type { ProgressEvent } from './context.js';
 import { ATTENTION_STATES } from './lifecycle/states.js';
 import type { RunReport } from './report/report.js';
@@ -6,9 +7,20 @@ import type { ConflictsResult } from './queue/forecast.js';
 import type { StatusRow } from './report/status-row.js';
 
 /** Turns events and results into terminal text. Nothing here decides anything. */
+
+/** Paths from a result (hostile names included), shown one line each way: at most 50, none raw. */
+function paths(list: readonly string[] | undefined): string {
+  const all = list ?? [];
+  return (
+    all
+      .slice(0, 50)
+      .map((p) => inert(p))
+      .join(', ') + (all.length > 50 ? ` … and ${all.length - 50} more` : '')
+  );
+}
 export function renderEvent(c: ChalkInstance, e: ProgressEvent): string {
   const mark = e.level === 'error' ? c.red('✖') : e.level === 'warn' ? c.yellow('!') : c.dim('·');
-  return `${mark} ${e.level === 'info' ? e.message : e.level === 'warn' ? c.yellow(e.message) : c.red(e.message)}`;
+  return `${mark} ${e.level === 'info' ? inert(e.message, 2000) : e.level === 'warn' ? c.yellow(inert(e.message, 2000)) : c.red(inert(e.message, 2000))}`;
 }
 
 export function table(rows: readonly string[][]): string {
@@ -30,7 +42,7 @@ export function renderStatus(c: ChalkInstance, rows: readonly StatusRow[]): stri
     ...rows.map((r) => [
       r.task_id,
       r.node,
-      colour(r.state === 'dispatched' && r.node_state ? `${r.state}:${r.node_state}` : r.state),
+      colour(r.state === 'dispatched' && r.node_state ? `${r.state}:${inert(r.node_state, 40)}` : r.state),
       r.branch,
       time(r.dispatched_at),
       time(r.finished_at),
@@ -46,29 +58,29 @@ export function renderRunSummary(c: ChalkInstance, r: RunReport): string {
       case 'merged':
         return `${c.green('merged    ')} ${head} ${t.branch} → ${t.merge_commit?.slice(0, 12)}  ${c.dim(`${t.changed_paths?.length ?? 0} path(s)`)}`;
       case 'conflicted':
-        return `${c.red('CONFLICT  ')} ${head} ${t.branch}: ${(t.conflict_paths ?? []).join(', ')}${t.resolution_task ? c.dim(` (resolving: ${t.resolution_task})`) : ''}`;
+        return `${c.red('CONFLICT  ')} ${head} ${t.branch}: ${paths(t.conflict_paths)}${t.resolution_task ? c.dim(` (resolving: ${t.resolution_task})`) : ''}`;
       case 'empty':
         return `${c.dim('empty     ')} ${head} the agent changed nothing`;
       case 'waiting':
-        return `${c.yellow('waiting   ')} ${head} ${t.reason}`;
+        return `${c.yellow('waiting   ')} ${head} ${inert(t.reason ?? '', 2000)}`;
       case 'resolved':
-        return `${c.green('resolved  ')} ${head} ${t.branch}: conflicted in ${(t.conflict_paths ?? []).join(', ')}; ${t.reason ?? ''}`;
+        return `${c.green('resolved  ')} ${head} ${t.branch}: conflicted in ${paths(t.conflict_paths)}; ${inert(t.reason ?? '', 2000)}`;
       case 'rejected':
-        return `${c.red('rejected  ')} ${head} ${t.reason ?? ''}${t.verify?.log ? c.dim(` (log: ${t.verify.log})`) : ''}`;
+        return `${c.red('rejected  ')} ${head} ${inert(t.reason ?? '', 2000)}${t.verify?.log ? c.dim(` (log: ${t.verify.log})`) : ''}`;
       default:
-        return `${c.red(t.outcome.padEnd(10))} ${head} ${t.reason ?? ''}`;
+        return `${c.red(t.outcome.padEnd(10))} ${head} ${inert(t.reason ?? '', 2000)}`;
     }
   });
   if (lines.length === 0) lines.push(c.dim('nothing new to collect or merge'));
   if (r.forecast) {
-    for (const m of r.forecast.with_main) lines.unshift(c.yellow(`forecast: ${m.task_id} conflicts with main in ${m.paths.join(', ')}`));
-    for (const p of r.forecast.pairs) lines.unshift(c.yellow(`forecast: ${p.a} and ${p.b} conflict in ${p.paths.join(', ')}`));
+    for (const m of r.forecast.with_main) lines.unshift(c.yellow(`forecast: ${m.task_id} conflicts with main in ${paths(m.paths)}`));
+    for (const p of r.forecast.pairs) lines.unshift(c.yellow(`forecast: ${p.a} and ${p.b} conflict in ${paths(p.paths)}`));
   }
   for (const p of r.pending) {
     // A queued task has not started: it waits on its node for one of the node's max_parallel slots.
     const queued = p.node_state === 'queued';
     lines.push(
-      `${c.cyan(queued ? 'queued    ' : 'running   ')} ${p.task_id} ${c.dim(`(${p.node})`)} ${queued ? 'for a free slot on its node' : (p.node_state ?? '')}`,
+      `${c.cyan(queued ? 'queued    ' : 'running   ')} ${p.task_id} ${c.dim(`(${p.node})`)} ${queued ? 'for a free slot on its node' : inert(p.node_state ?? '', 40)}`,
     );
   }
   for (const o of r.outstanding) lines.push(`${c.red(`${o.outcome} (earlier)`.padEnd(10))} ${o.task_id} ${c.dim(`(${o.node})`)} ${o.branch}`);
@@ -79,11 +91,11 @@ export function renderRunSummary(c: ChalkInstance, r: RunReport): string {
 export function renderForecast(c: ChalkInstance, r: ConflictsResult): string {
   const lines: string[] = [];
   if (r.tasks.length === 0) lines.push(c.dim(`no collected task waits to merge into ${r.main_branch}`));
-  for (const m of r.with_main) lines.push(`${c.red('conflicts with main')}  ${m.task_id}: ${m.paths.join(', ')}`);
-  for (const p of r.pairs) lines.push(`${c.yellow('conflict pair      ')}  ${p.a} × ${p.b}: ${p.paths.join(', ')}`);
+  for (const m of r.with_main) lines.push(`${c.red('conflicts with main')}  ${m.task_id}: ${paths(m.paths)}`);
+  for (const p of r.pairs) lines.push(`${c.yellow('conflict pair      ')}  ${p.a} × ${p.b}: ${paths(p.paths)}`);
   if (r.tasks.length > 0 && r.with_main.length + r.pairs.length === 0) lines.push(c.green(`${r.tasks.length} task(s) merge cleanly, in any order`));
   for (const k of r.conflicted)
-    lines.push(c.dim(`already conflicted   ${k.task_id}: ${k.paths.join(', ')}${k.resolved_by ? ` (resolution: ${k.resolved_by})` : ''}`));
+    lines.push(c.dim(`already conflicted   ${k.task_id}: ${paths(k.paths)}${k.resolved_by ? ` (resolution: ${k.resolved_by})` : ''}`));
   lines.push(
     c.dim(
       `${r.tasks.length} collected task(s) against ${r.main_branch} ${r.main.slice(0, 12)}; ${r.pairs_checked} of ${r.pairs_total} pairs overlapped and were test-merged`,

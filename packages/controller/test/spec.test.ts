@@ -52,7 +52,7 @@ describe('readSpec', () => {
   it('refuses a directory', async () => {
     const path = join(dir, 'a-dir');
     mkdirSync(path);
-    expect((await refusal(path)).message).toBe(`spec ${path}: cannot read (EISDIR)`);
+    expect((await refusal(path)).message).toBe(`spec ${path}: not a regular file; give the spec as a text file`);
   });
 
   const empties: [string, string][] = [

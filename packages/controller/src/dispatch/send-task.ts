@@ -1,4 +1,4 @@
-import { FILES, PROTOCOL_VERSION, ProtocolError, SshError, errorMessage, failpoint, type TaskManifest } from '@gsync/core';
+import { FILES, PROTOCOL_VERSION, ProtocolError, SshError, errorMessage, failpoint, inert, type TaskManifest } from '@gsync/core';
 import { carrierFor, type CodeParcel } from '../carrier/carrier.js';
 import { secretPolicy, type NodeConfig, type ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
@@ -41,12 +41,6 @@ export interface TaskToSend {
   /** For `retry`: the task whose spec this sends again. */
   retryOf?: string;
 }
-
-/** A node's words, shown: one line, no control character, at most 300 characters. */
-const inert = (text: string) => {
-  const flat = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ');
-  return flat.length > 300 ? `${flat.slice(0, 300)}…` : flat;
-};
 
 /** Only a link that failed after connecting can have delivered the task with its answer lost. */
 const mayHaveArrived = (error: unknown) => error instanceof SshError && error.kind === 'transfer';

@@ -1,4 +1,4 @@
-import { isFinal, type NodeState, type TaskReport, type TaskResult } from '@gsync/core';
+import { inert, isFinal, type NodeState, type TaskReport, type TaskResult } from '@gsync/core';
 import { EXIT } from '../exit-codes.js';
 import type { RunReport } from '../report/report.js';
 import type { TaskFields, TaskRow } from '../store/store.js';
@@ -27,15 +27,16 @@ export type Answer =
 
 export function readAnswer(report: TaskReport | undefined): Answer {
   const state = report?.status?.state;
-  if (!report?.exists || !state) return { kind: 'lost', reason: report?.error ?? 'the task directory is missing on the node' };
+  if (!report?.exists || !state) return { kind: 'lost', reason: report?.error ? inert(report.error, 2000) : 'the task directory is missing on the node' };
   if (!isFinal(state)) return { kind: 'running', nodeState: state };
   return {
     kind: 'finished',
     nodeState: state as 'done' | 'empty' | 'failed' | 'timeout',
-    finishedAt: report.status?.finished_at,
-    withheld: report.result?.withheld ?? report.status?.withheld ?? [],
+    finishedAt: report.status?.finished_at === undefined ? undefined : inert(report.status.finished_at, 64),
+    // What the node says is kept as text to show: one line each, capped, never raw.
+    withheld: (report.result?.withheld ?? report.status?.withheld ?? []).slice(0, 1000).map((w) => ({ path: inert(w.path, 1000), rule: inert(w.rule, 200) })),
     result: report.result ?? undefined,
-    error: report.status?.error,
+    error: report.status?.error === undefined ? undefined : inert(report.status.error, 2000),
   };
 }
 

@@ -1,3 +1,4 @@
+import { inertCode } from '@gsync/core/inert';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { MAX_ARG_BYTES, UsageError, conflictHunks, usesSpecText, gitOps, sha256, specTitle, writeFileAtomic } from '@gsync/core';
@@ -28,7 +29,7 @@ const HUNK_BUDGET = 48 * 1024;
 /** The spec a resolving agent gets: both intents, the conflicted paths and hunks, and what done means. */
 export function resolutionSpec(c: ConflictPicture): string {
   const t = c.task;
-  const paths = c.paths.map((p) => `- \`${p}\``);
+  const paths = c.paths.map((p) => `- ${inertCode(p)}`);
   const out = [
     `# Resolve the merge conflict of ${t.task_id} with ${c.mainBranch}`,
     '',
@@ -65,7 +66,7 @@ export function resolutionSpec(c: ConflictPicture): string {
   // The spec may travel as one argv word ({spec}): keep it well under Linux's 128 KiB limit.
   let budget = HUNK_BUDGET;
   for (const file of c.hunks) {
-    out.push(`### \`${file.path}\``, '');
+    out.push(`### ${inertCode(file.path)}`, '');
     if (file.hunks.length === 0) out.push('(no text markers: a binary, deleted or renamed file; see the message above)', '');
     for (const h of file.hunks) {
       const block = fenced(h.text);

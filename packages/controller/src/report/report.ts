@@ -1,3 +1,4 @@
+import { inertCode, inertMarkdown } from '@gsync/core/inert';
 import type { Forecast } from '../queue/forecast.js';
 
 /** What one pull-bundles run did, as data (--json) and as merge_report.md. */
@@ -54,7 +55,7 @@ const short = (oid: string | undefined) => (oid ? oid.slice(0, 12) : '-');
 
 function list(items: readonly string[] | undefined, limit = 50): string {
   if (!items || items.length === 0) return '(none)';
-  const shown = items.slice(0, limit).map((p) => `\`${p.replaceAll('`', "'")}\``);
+  const shown = items.slice(0, limit).map((p) => inertCode(p));
   return shown.join(', ') + (items.length > limit ? ` … and ${items.length - limit} more` : '');
 }
 
@@ -75,14 +76,16 @@ function forecastSection(f: Forecast): string[] {
 }
 
 function taskSection(t: ReportTask): string[] {
-  const lines = [`### ${t.task_id} on ${t.node}: ${t.outcome}`, '', `- title: ${t.title}`, `- branch: \`${t.branch}\``];
+  const lines = [`### ${t.task_id} on ${t.node}: ${t.outcome}`, '', `- title: ${inertMarkdown(t.title)}`, `- branch: ${inertCode(t.branch)}`];
   if (t.commits !== undefined) lines.push(`- commits: ${t.commits}`);
   if (t.changed_paths) lines.push(`- changed paths: ${list(t.changed_paths)}`);
   if (t.resolves) lines.push(`- resolves the conflict of ${t.resolves}`);
   if (t.run_seconds !== undefined) lines.push(`- time on the node: ${t.run_seconds.toFixed(1)} s`);
   if (t.merge_commit) lines.push(`- merge commit: \`${t.merge_commit}\``);
   if (t.verify) {
-    lines.push(`- verify_command: ${t.verify.passed ? 'passed' : `failed (${t.verify.reason})`} in ${t.verify.seconds.toFixed(1)} s, log \`${t.verify.log}\``);
+    lines.push(
+      `- verify_command: ${t.verify.passed ? 'passed' : `failed (${inertMarkdown(t.verify.reason ?? '', 2000)})`} in ${t.verify.seconds.toFixed(1)} s, log \`${t.verify.log}\``,
+    );
     if (!t.verify.passed && t.verify.tail)
       lines.push(
         '',
@@ -98,10 +101,10 @@ function taskSection(t: ReportTask): string[] {
   if (t.wip_branch) lines.push(`- work in progress kept on \`${t.wip_branch}\` (never merged automatically)`);
   if (t.withheld && t.withheld.length > 0) {
     lines.push(
-      `- withheld on the node as secrets (not sent, not merged): ${t.withheld.map((w) => `\`${w.path.replaceAll('`', "'")}\` (${w.rule})`).join(', ')}`,
+      `- withheld on the node as secrets (not sent, not merged): ${t.withheld.map((w) => `${inertCode(w.path)} (${inertMarkdown(w.rule)})`).join(', ')}`,
     );
   }
-  if (t.reason) lines.push(`- why: ${t.reason}`);
+  if (t.reason) lines.push(`- why: ${inertMarkdown(t.reason, 2000)}`);
   if (t.resolution_spec) lines.push(`- resolution spec: \`${t.resolution_spec}\``);
   if (t.resolution_task) lines.push(`- being resolved by ${t.resolution_task}`);
   if (t.next_step) lines.push(`- next: ${t.next_step}`);
@@ -128,10 +131,10 @@ export function renderReport(r: RunReport): string {
   if (r.tasks.length === 0) out.push('Nothing new to collect or merge in this run.', '');
   else out.push('## This run', '', ...r.tasks.flatMap(taskSection));
   if (r.pending.length > 0) {
-    out.push('## Still running', '', ...r.pending.map((p) => `- ${p.task_id} on ${p.node} (${p.node_state ?? 'unknown'})`), '');
+    out.push('## Still running', '', ...r.pending.map((p) => `- ${p.task_id} on ${p.node} (${inertMarkdown(p.node_state ?? 'unknown', 40)})`), '');
   }
   if (r.unreachable.length > 0) {
-    out.push('## Nodes not reached', '', ...r.unreachable.map((u) => `- ${u.node}: ${u.error}`), '');
+    out.push('## Nodes not reached', '', ...r.unreachable.map((u) => `- ${u.node}: ${inertMarkdown(u.error, 2000)}`), '');
   }
   if (r.outstanding.length > 0) out.push('## Still needing attention from earlier runs', '', ...r.outstanding.flatMap(taskSection));
   return `${out.join('\n').trimEnd()}\n`;

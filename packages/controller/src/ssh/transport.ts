@@ -1,5 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
-import { SshError } from '@gsync/core';
+import { SshError, inert } from '@gsync/core';
 
 export interface ExecOptions {
   /** Sent to the remote command's stdin, then EOF. */
@@ -109,6 +109,6 @@ export function lastLine(text: string): string {
 
 /** A remote command that failed, as the one line its stderr ends with. */
 export function remoteFailure(node: string, what: string, r: ExecResult): SshError {
-  const detail = lastLine(r.stderr) || (r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`);
+  const detail = inert(lastLine(r.stderr)) || (r.signal ? `killed by ${inert(r.signal, 20)}` : `exit code ${r.code}`);
   return new SshError(node, 'remote', `${what}: ${detail.replace(/^gsync-node: /, '')}`);
 }
