@@ -149,7 +149,10 @@ describe('the object cache on a node', () => {
     expect(repo.git('show', 'main:b.txt')).toBe('two\n');
   });
 
-  it('never trusts a cache that lost an object below a commit it holds: with no bundle to send, the node asks for everything', async () => {
+  it.each([
+    ['with no bundle to send (main has not moved)', false],
+    ['with a thin bundle (main moved)', true],
+  ])('never trusts a cache that lost an object below a commit it holds: %s, the node asks for everything', async (_, moved) => {
     const repo = bigRepo();
     const w = setup(repo);
     await send(w, 'One\n\nwrite a.txt one\n');
@@ -170,6 +173,10 @@ describe('the object cache on a node', () => {
     }
     const blob = repo.head('main:src/mod7.py');
     rmSync(join(cache, 'objects', blob.slice(0, 2), blob.slice(2)));
+    if (moved) {
+      repo.write('README.md', 'moved\n');
+      repo.commitAll('main moves');
+    }
     const second = await send(w, 'Two\n\nwrite b.txt two\n');
     expect(second.bundle_bytes).toBeGreaterThan(20_000);
     expect(w.ctx.events.some((e) => e.kind === 'cache_miss')).toBe(true);

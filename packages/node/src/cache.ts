@@ -99,6 +99,11 @@ export async function receiveIntoCache(dir: string, manifest: TaskManifest, bund
         if (!(error instanceof GitError)) throw error;
         return { kind: 'need-full', reason: `the object cache could not take the bundle: ${firstLine(error.stderr)}` };
       }
+      // The fetch checks only what is new: a blob the cache lost below what it held would break the checkout.
+      for (const w of wanted) {
+        const missing = await cannotCheckOut(dir, w.source.commit);
+        if (missing) return { kind: 'need-full', reason: missing };
+      }
     } else {
       let tips: Map<string, string>;
       try {

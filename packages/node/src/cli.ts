@@ -142,7 +142,15 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
         maxBytes: values['max-bytes'] ? Number(values['max-bytes']) : 8 * 1024 ** 3,
         start: values.start === true,
       });
-      const start = values.start && !result.need_full ? await startTask(result.taskDir, io.self, io.env, limit) : undefined;
+      let start: Awaited<ReturnType<typeof startTask>> | undefined;
+      if (values.start && !result.need_full) {
+        try {
+          start = await startTask(result.taskDir, io.self, io.env, limit);
+        } catch (error) {
+          // The task is in place and queued: the next run that ends, report or wait starts it. Said, not failed.
+          start = { started: false, state: 'queued', error: errorMessage(error) };
+        }
+      }
       out({ ...result, start });
       return 0;
     }
@@ -172,7 +180,7 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
         taskIds: values.task ?? [],
         seconds,
         cancelled,
-        kick: () => kickQueue(workRoot, io.self, io.env),
+        kick: () => kickQueue(workRoot, io.self, io.env).catch(() => undefined),
       });
       // An open stdin would keep this process alive: the answer is all the controller waits for.
       (io.stdin as unknown as import('node:stream').Readable).destroy();
@@ -182,12 +190,12 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
     case 'report': {
       const workRoot = need(values, 'work-root');
       // A run that died left its slot free: queued work must not wait for a run that will never end.
-      out(await reportTasks(workRoot, need(values, 'project'), values.task ?? [], () => kickQueue(workRoot, io.self, io.env)));
+      out(await reportTasks(workRoot, need(values, 'project'), values.task ?? [], () => kickQueue(workRoot, io.self, io.env).catch(() => undefined)));
       return 0;
     }
     case 'collect': {
       const workRoot = need(values, 'work-root');
-      const kick = () => kickQueue(workRoot, io.self, io.env);
+      const kick = () => kickQueue(workRoot, io.self, io.env).catch(() => undefined);
       await collectTasks({ workRoot, project: need(values, 'project'), taskIds: values.task ?? [], out: io.stdout as Writable, kick });
       return 0;
     }

@@ -8,6 +8,8 @@ export interface StartResult {
   state: string;
   /** For a queued task: its place in the node's queue, 1 being next. */
   position?: number;
+  /** Why the task could not be started or queued just now (it waits for the next look). */
+  error?: string;
 }
 
 /**

@@ -30,17 +30,24 @@ const HelloLine = z.object({ hello: Hello });
 async function writeTaskTar(files: readonly TaskFile[], into: Writable): Promise<void> {
   const tar = pack();
   tar.pipe(into);
-  for (const file of files) {
-    if ('data' in file) {
-      tar.entry({ name: file.name, mode: 0o644 }, file.data);
-      continue;
+  try {
+    for (const file of files) {
+      if ('data' in file) {
+        tar.entry({ name: file.name, mode: 0o644 }, file.data);
+        continue;
+      }
+      await new Promise<void>((resolve, reject) => {
+        const entry = tar.entry({ name: file.name, size: file.size, mode: 0o644 }, (error) => (error ? reject(error) : resolve()));
+        createReadStream(file.path).on('error', reject).pipe(entry);
+      });
     }
-    await new Promise<void>((resolve, reject) => {
-      const entry = tar.entry({ name: file.name, size: file.size, mode: 0o644 }, (error) => (error ? reject(error) : resolve()));
-      createReadStream(file.path).on('error', reject).pipe(entry);
-    });
+    tar.finalize();
+  } catch (error) {
+    // The node sees a cut tar and refuses it, instead of waiting for the rest.
+    tar.unpipe(into);
+    into.end();
+    throw error;
   }
-  tar.finalize();
 }
 
 function acceptArgv(node: NodeConfig, project: string, taskId: string, hello: boolean): string[] {
@@ -139,12 +146,25 @@ export interface HelloAccept {
 
 export async function openHelloAccept(t: NodeTransport, node: NodeConfig, project: string, taskId: string): Promise<HelloAccept> {
   const feed = new PassThrough();
+  feed.on('error', () => undefined);
   const out = new Lines(4 * 1024 * 1024);
-  const call = t.exec(acceptArgv(node, project, taskId, true), { stdin: feed, stdout: out }).finally(() => out.finish());
+  let failed: unknown;
+  const call = t
+    .exec(acceptArgv(node, project, taskId, true), { stdin: feed, stdout: out })
+    .catch((error: unknown) => {
+      failed = error;
+      throw error;
+    })
+    .finally(() => out.finish());
   // Whatever happens to the call is seen by accept or skip; never an unhandled rejection.
   call.catch(() => undefined);
   const first = await Promise.race([out.line(0), call.then(() => undefined)]);
   const parsed = HelloLine.safeParse(parseJsonLine(first));
+  // A call that failed (cut, ended for silence) is that failure, not a node without gsync-node.
+  if (!parsed.success && failed !== undefined) {
+    feed.end();
+    throw failed;
+  }
   let used = false;
   return {
     hello: parsed.success ? parsed.data.hello : undefined,
