@@ -1,7 +1,7 @@
-import { posix } from 'node:path';
 import { MAX_SCAN_BYTES, contentFindings, describeFindings, git, scanFile, type SecretFinding, type SecretPolicy } from '@gsync/core';
 import { TooManyPaths, ZERO, countChangedPaths, historyChanges, listChanges, type Change } from './changes.js';
 import { ObjectReader, blobSizes, readBlobs } from './object-reader.js';
+import { linkEscapes } from './symlinks.js';
 
 /** What one result may carry at most (nodes.json's max_blob_bytes, max_result_paths, max_result_commits). */
 export interface ResultLimits {
@@ -117,21 +117,29 @@ function sizeProblem(everything: readonly Change[], sizes: Map<string, number>, 
   return undefined;
 }
 
-/** A symlink target that leaves the repository, or reaches into .git. */
-function symlinkEscapes(linkPath: string, target: string): boolean {
-  if (target.startsWith('/') || target.includes('\0') || /^[A-Za-z]:[\\/]/.test(target)) return true;
-  const joined = posix.normalize(posix.join(posix.dirname(linkPath), target.replaceAll('\\', '/')));
-  return joined === '..' || joined.startsWith('../') || joined.split('/').some((s) => s.toLowerCase() === '.git');
-}
-
-async function symlinkProblem({ repo, env }: InspectRequest, added: readonly Change[], sizes: Map<string, number>): Promise<string | undefined> {
-  const links = added.filter((c) => c.newMode === '120000');
-  for (const c of links) {
-    if ((sizes.get(c.newOid) ?? 0) > MAX_LINK_BYTES) return `${q(c.path)} is a symlink with a ${sizes.get(c.newOid)}-byte target: not a path`;
+/**
+ * A symlink of the result that leads outside the repository or into .git, through any
+ * chain of the result's and main's other links: every symlink of the head tree is
+ * resolved as a checkout would follow it, once the result adds or changes one.
+ */
+async function symlinkProblem({ repo, env, head }: InspectRequest, added: readonly Change[], sizes: Map<string, number>): Promise<string | undefined> {
+  if (!added.some((c) => c.newMode === '120000')) return undefined;
+  for (const c of added) {
+    if (c.newMode === '120000' && (sizes.get(c.newOid) ?? 0) > MAX_LINK_BYTES)
+      return `${q(c.path)} is a symlink with a ${sizes.get(c.newOid)}-byte target: not a path`;
   }
-  const targets = await readBlobs(repo, env, [...new Set(links.map((c) => c.newOid))]);
-  const escaping = links.find((c) => symlinkEscapes(c.path, targets.get(c.newOid)?.toString('utf8') ?? ''));
-  return escaping ? `${q(escaping.path)} is a symlink pointing outside the repository (or into .git)` : undefined;
+  const listed = await git(repo, ['ls-tree', '-r', '-z', '--full-tree', head], { env });
+  const entries = listed.stdout
+    .split('\0')
+    .filter((record) => record.startsWith('120000 '))
+    .map((record) => {
+      const [meta, path] = [record.slice(0, record.indexOf('\t')), record.slice(record.indexOf('\t') + 1)];
+      return { path, oid: meta.split(' ')[2]! };
+    });
+  const targets = await readBlobs(repo, env, [...new Set(entries.map((e) => e.oid))]);
+  const links = new Map(entries.map((e) => [e.path, targets.get(e.oid)?.toString('utf8') ?? '']));
+  const escaping = entries.find((e) => linkEscapes(links, e.path));
+  return escaping ? `${q(escaping.path)} is a symlink leading outside the repository (or into .git), through the links of the result and main` : undefined;
 }
 
 /** Secrets by path or content in every file any commit adds, and in every commit message. */
