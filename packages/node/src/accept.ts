@@ -12,6 +12,9 @@ import { setState } from './status.js';
 
 const ACCEPTED = new Set<string>([FILES.manifest, FILES.spec, FILES.baseBundle]);
 
+/** The task id is taken on this node by another task (another controller, or a store made anew): exit 3. */
+export class TaskClash extends Error {}
+
 export interface AcceptOptions {
   workRoot: string;
   project: string;
@@ -129,7 +132,7 @@ export async function acceptTask(options: AcceptOptions): Promise<AcceptResult> 
     );
     if (exists) {
       if (await sameManifest(dir, incoming)) return { taskDir: dir, created: false };
-      throw new ProtocolError(`task ${options.taskId} of ${options.project} already exists on this node with another manifest`);
+      throw new TaskClash(`task ${options.taskId} of ${options.project} already exists on this node with another manifest`);
     }
     // The code goes into the project's object cache; the task dir keeps no copy of it.
     const bundle = manifest.bundle ? join(incoming, FILES.baseBundle) : undefined;

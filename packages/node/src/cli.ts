@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { once } from 'node:events';
 import { FILES, PROTOCOL_VERSION, errorMessage, gitOps } from '@gsync/core';
 import type { Readable, Writable } from 'node:stream';
-import { acceptTask } from './accept.js';
+import { TaskClash, acceptTask } from './accept.js';
 import { collectTasks } from './collect.js';
 import { cacheDir, cachedCommits } from './cache.js';
 import { taskDir, taskPaths, workRootOfTask } from './paths.js';
@@ -31,6 +31,7 @@ usage:
   gsync-node wait --work-root DIR --project P --task ID [--task ID ...] [--seconds N]   (until one needs a look)
   gsync-node collect --work-root DIR --project P --task ID [--task ID ...]   (a tar: report.json, then each finished result bundle)
   gsync-node send --work-root DIR --project P --task ID --file NAME
+Exit codes: 0 done, 1 failed, 2 bad usage, 3 accept: the task id is taken on this node by another task.
 A task to start joins the node's queue: at most N runs at once over all projects under the
 work root (N from the last --max-parallel, kept in <work root>/.gsync; no limit until one is given).`;
 
@@ -222,6 +223,7 @@ export async function main(io: NodeIo): Promise<number> {
     const usage = error instanceof Usage || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
     io.stderr.write(`gsync-node: ${errorMessage(error)}\n`);
     if (usage) io.stderr.write(`${USAGE}\n`);
+    if (error instanceof TaskClash) return 3;
     return usage ? 2 : 1;
   }
 }

@@ -32,10 +32,12 @@ export function reserveTask(
   node: NodeConfig,
   wanted: string | undefined,
   fields: ReservedFields,
+  /** Ids a node already has for another task: an automatic id goes past them. */
+  avoid: readonly string[] = [],
 ): { taskId: string; branch: string } {
   const { config, store } = session;
   for (let attempt = 0; ; attempt++) {
-    const taskId = wanted ?? nextTaskId(store.taskIds(project.name));
+    const taskId = wanted ?? nextTaskId([...store.taskIds(project.name), ...avoid]);
     const branch = taskBranch(project.name, taskId, node.name, config.git.branch_prefix);
     if (wanted !== undefined && store.getTask(project.name, taskId)) throw taken(taskId, project.name, store.getTask(project.name, taskId));
     const clash = branchClash(store.listTasks(project.name), branch);

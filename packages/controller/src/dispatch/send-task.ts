@@ -3,7 +3,7 @@ import { carrierFor, type CodeParcel } from '../carrier/carrier.js';
 import { secretPolicy, type NodeConfig, type ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
 import { transition } from '../lifecycle/transition.js';
-import { acceptTask, openHelloAccept, type AcceptAnswer, type TaskFile } from '../node-api/calls.js';
+import { TaskClashError, acceptTask, openHelloAccept, type AcceptAnswer, type TaskFile } from '../node-api/calls.js';
 import { checkUsable, ensureNodeTool, needsInstall } from '../node-api/install.js';
 import { loadNodeTool, type NodeTool } from '../node-api/node-tool.js';
 import { checkRepo } from '../repo.js';
@@ -56,7 +56,7 @@ export interface ReservedTask {
 }
 
 /** Reserves a task's id: its row, `dispatching` and owned by this process, on main as it is now. */
-export async function reserveNewTask(session: Session, req: TaskToSend): Promise<ReservedTask> {
+export async function reserveNewTask(session: Session, req: TaskToSend, avoid: readonly string[] = []): Promise<ReservedTask> {
   const { store } = session;
   const { project, node, spec } = req;
   carrierFor(project);
@@ -64,17 +64,24 @@ export async function reserveNewTask(session: Session, req: TaskToSend): Promise
   const base = { ref: baseRef, commit: await checkRepo(project, baseRef) };
   const files = specFiles(spec.text);
   const warnings = overlapWarnings(store, project.name, files);
-  const { taskId, branch } = reserveTask(session, project, node, req.taskId, {
-    base_ref: base.ref,
-    base_commit: base.commit,
-    spec_title: spec.title,
-    spec_sha256: spec.sha256,
-    spec_text: spec.text,
-    spec_files: JSON.stringify(files),
-    resolves: req.resolves?.task.task_id ?? null,
-    merge_head: req.resolves?.commit ?? null,
-    retry_of: req.retryOf ?? null,
-  });
+  const { taskId, branch } = reserveTask(
+    session,
+    project,
+    node,
+    req.taskId,
+    {
+      base_ref: base.ref,
+      base_commit: base.commit,
+      spec_title: spec.title,
+      spec_sha256: spec.sha256,
+      spec_text: spec.text,
+      spec_files: JSON.stringify(files),
+      resolves: req.resolves?.task.task_id ?? null,
+      merge_head: req.resolves?.commit ?? null,
+      retry_of: req.retryOf ?? null,
+    },
+    avoid,
+  );
   failpoint('dispatch:after-reserve');
   return { req, taskId, branch, base, files, warnings };
 }
@@ -85,13 +92,38 @@ export async function sendNewTask(session: Session, req: TaskToSend): Promise<Di
 }
 
 /**
- * Sends a reserved task: over one connection (the run's kept link to the node when
+ * Sends a reserved task (see deliverOnce). An automatic id the node already has for
+ * another task (another controller's, or from before this store) is skipped: the task is
+ * reserved again under the next free id and sent again. A chosen id that clashes is exit 2.
+ */
+export async function deliverTask(session: Session, reserved: ReservedTask, links?: NodeLinks): Promise<DispatchResult> {
+  const taken: string[] = [];
+  for (let task = reserved; ; ) {
+    try {
+      return await deliverOnce(session, task, links);
+    } catch (error) {
+      if (!(error instanceof TaskClashError) || task.req.taskId !== undefined || taken.length >= 100) throw error;
+      taken.push(task.taskId);
+      session.log({
+        project: task.req.project.name,
+        node: task.req.node.name,
+        level: 'warn',
+        kind: 'id_taken',
+        message: `${task.req.node.name} already has a task ${task.taskId} that is not this store's; taking the next free id`,
+      });
+      task = await reserveNewTask(session, task.req, taken);
+    }
+  }
+}
+
+/**
+ * Sends a reserved task once: over one connection (the run's kept link to the node when
  * `links` is given), installs gsync-node if needed, has the project's carrier make the
  * code ready for what the node's cache holds, and hands the node the task (task.json,
  * spec.md and the code), which starts it. A send that never reached the node removes
  * the row; one that may have reached it leaves it for the next dispatch or pull to settle.
  */
-export async function deliverTask(session: Session, reserved: ReservedTask, links?: NodeLinks): Promise<DispatchResult> {
+async function deliverOnce(session: Session, reserved: ReservedTask, links?: NodeLinks): Promise<DispatchResult> {
   const { config, store, ctx } = session;
   const { req, taskId, branch, base, files, warnings } = reserved;
   const { project, node, spec } = req;

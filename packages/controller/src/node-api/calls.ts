@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
 import { extract, pack } from 'tar-stream';
 import * as z from 'zod/mini';
-import { COLLECT_REPORT, ProtocolError, TaskReport } from '@gsync/core';
+import { COLLECT_REPORT, ProtocolError, TaskReport, UsageError } from '@gsync/core';
 import type { NodeConfig } from '../config.js';
 import { remoteFailure as failure, type ExecResult, type NodeTransport } from '../ssh/transport.js';
 import { Hello, toolPath } from './install.js';
@@ -11,6 +11,18 @@ import { Hello, toolPath } from './install.js';
  * The controller's side of the node protocol: every operation on a node is a
  * `gsync-node` subcommand, so the node's files are only ever touched by it.
  */
+
+/** The node already has another task under this id: another controller's, or one from before the store was made anew. */
+export class TaskClashError extends UsageError {
+  constructor(
+    readonly node: string,
+    readonly taskId: string,
+  ) {
+    super(`task ${taskId} already exists on node ${node} as another task (another controller's, or one from before this store)`, {
+      hint: 'choose another --task, or leave --task out to take the next id free on the node too',
+    });
+  }
+}
 
 /** One file of the task tar: bytes in memory, or a file streamed from disk. */
 export type TaskFile = { name: string; data: Buffer } | { name: string; path: string; size: number };
@@ -89,6 +101,7 @@ export async function acceptTask(t: NodeTransport, node: NodeConfig, project: st
   const wrote = writeTaskTar(files, feed);
   wrote.catch(() => undefined);
   const r = await Promise.race([call, wrote.then(() => call)]);
+  if (r.code === 3) throw new TaskClashError(node.name, taskId);
   if (r.code !== 0) throw failure(node.name, `the node did not accept task ${taskId}`, r);
   return parseAccept(node, r.stdout.toString('utf8'));
 }
@@ -174,6 +187,7 @@ export async function openHelloAccept(t: NodeTransport, node: NodeConfig, projec
       const wrote = writeTaskTar(files, feed);
       wrote.catch(() => undefined);
       const r = await Promise.race([call, wrote.then(() => call)]);
+      if (r.code === 3) throw new TaskClashError(node.name, taskId);
       if (r.code !== 0) throw failure(node.name, `the node did not accept task ${taskId}`, r);
       if (out.overflow) throw new ProtocolError(`node ${node.name}: the answer to accept is too long`);
       return parseAccept(node, await out.line(1));
