@@ -143,6 +143,9 @@ describe('Plan B over real SSH', () => {
     const repo = gitRepo();
     const n2 = world.node('n2');
     const emptyKnownHosts = join(tempDir(), 'known_hosts');
+    // A file whose last line lacks its newline: the recorded key must not be glued onto it.
+    const other = 'other.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherHostKeyOtherHostKeyOtherHostKeyOth';
+    writeFileSync(emptyKnownHosts, other);
     const node = {
       name: 'fresh',
       host: '127.0.0.1',
@@ -158,6 +161,7 @@ describe('Plan B over real SSH', () => {
     const accepted = await dispatch({ ...ctx, acceptNew: true }, { project: 'shop', spec, node: 'fresh' });
     expect(accepted.node).toBe('fresh');
     expect(readFileSync(emptyKnownHosts, 'utf8')).toContain(`[127.0.0.1]:${n2.port} ${n2.hostKeyPub}`);
+    expect(readFileSync(emptyKnownHosts, 'utf8').split('\n')[0]).toBe(other);
   });
 
   it('says clearly when a node is unreachable', async () => {

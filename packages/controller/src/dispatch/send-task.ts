@@ -6,7 +6,7 @@ import { transition } from '../lifecycle/transition.js';
 import { TaskClashError, acceptTask, openHelloAccept, type AcceptAnswer, type TaskFile } from '../node-api/calls.js';
 import { checkUsable, ensureNodeTool, needsInstall } from '../node-api/install.js';
 import { loadNodeTool, type NodeTool } from '../node-api/node-tool.js';
-import { checkRepo } from '../repo.js';
+import { checkRepo, checkRepoShape } from '../repo.js';
 import { withNodeRetrying } from '../ssh/connect.js';
 import type { NodeLinks } from '../ssh/links.js';
 import type { TaskRow } from '../store/store.js';
@@ -62,6 +62,7 @@ export async function reserveNewTask(session: Session, req: TaskToSend, avoid: r
   carrierFor(project);
   const baseRef = `refs/heads/${project.main_branch}`;
   const base = { ref: baseRef, commit: await checkRepo(project, baseRef) };
+  await checkRepoShape(project, base.commit);
   const files = specFiles(spec.text);
   const warnings = overlapWarnings(store, project.name, files);
   const { taskId, branch } = reserveTask(

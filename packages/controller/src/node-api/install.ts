@@ -1,9 +1,9 @@
 import { posix } from 'node:path';
 import * as z from 'zod/mini';
-import { SshError, UsageError } from '@gsync/core';
+import { SshError, UsageError, inert } from '@gsync/core';
 import type { NodeConfig } from '../config.js';
 import { remoteFailure as failure, type NodeTransport } from '../ssh/transport.js';
-import { versionNewer, type NodeTool } from './node-tool.js';
+import type { NodeTool } from './node-tool.js';
 
 /** Where gsync-node lives on a node, and how it gets there: installed (or replaced) before a task is sent. */
 
@@ -38,13 +38,27 @@ async function hello(t: NodeTransport, node: NodeConfig, project: string | undef
     });
   }
   if (r.code !== 0) return undefined;
-  const parsed = Hello.safeParse(JSON.parse(r.stdout.toString('utf8') || 'null'));
+  const text = r.stdout.toString('utf8');
+  let json: unknown;
+  try {
+    json = JSON.parse(text || 'null');
+  } catch {
+    // gsync-node prints one JSON line: anything else came from the login, before it ran.
+    throw new SshError(node.name, 'remote', `the login prints text before gsync-node's answer: ${inert(text.trim().split('\n')[0] ?? '', 120)}`, {
+      hint: "make the node user's shell print nothing for non-interactive logins (a banner or echo in .bashrc breaks the protocol)",
+    });
+  }
+  const parsed = Hello.safeParse(json);
   return parsed.success ? parsed.data : undefined;
 }
 
-/** A node whose gsync-node is missing, older, or a different build of the same version gets this one. */
+/**
+ * A node whose gsync-node is not this very build gets this one: missing, older, another
+ * build, or one that only claims to be newer (a version string proves nothing; the file's
+ * sha256 is what this controller knows it can trust).
+ */
 export function needsInstall(current: Hello | undefined, tool: NodeTool): boolean {
-  return !current || (current.sha256 !== tool.sha256 && !versionNewer(current.version, tool.version));
+  return !current || current.sha256 !== tool.sha256;
 }
 
 /** What a node's gsync-node must offer before a task goes to it. */
@@ -64,10 +78,7 @@ export function checkUsable(node: NodeConfig, current: Hello | undefined, tool: 
  * With a project, its hello also says what the project's object cache on the node holds.
  */
 export async function ensureNodeTool(t: NodeTransport, node: NodeConfig, tool: NodeTool, project?: string): Promise<{ installed: boolean; hello: Hello }> {
-  let current = await hello(t, node, project).catch((error: unknown) => {
-    if (error instanceof SyntaxError) return undefined;
-    throw error;
-  });
+  let current = await hello(t, node, project);
   let installed = false;
   if (needsInstall(current, tool)) {
     // A constant script; the path is a positional parameter, never part of the script.

@@ -34,15 +34,3 @@ export async function loadNodeTool(path: string): Promise<NodeTool> {
   const hello = known ?? (JSON.parse((await execa(process.execPath, [path, 'hello'])).stdout) as { version: string; protocol: number });
   return { path, version: hello.version, protocol: hello.protocol, sha256: digest, data };
 }
-
-/** a > b for dotted numeric versions (anything after the third number is ignored). */
-export function versionNewer(a: string, b: string): boolean {
-  const pa = a.split(/[.+-]/).slice(0, 3).map(Number);
-  const pb = b.split(/[.+-]/).slice(0, 3).map(Number);
-  for (let i = 0; i < 3; i++) {
-    const x = pa[i] ?? 0;
-    const y = pb[i] ?? 0;
-    if (x !== y) return x > y;
-  }
-  return false;
-}

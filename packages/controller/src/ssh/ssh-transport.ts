@@ -140,7 +140,10 @@ export async function openSshTransport({ node, target, acceptNew }: SshOptions):
   if (recordNew) {
     const file = target.knownHostsFiles[0]!;
     await mkdir(dirname(file), { recursive: true });
-    await appendFile(file, `${recordNew}\n`, { mode: 0o600 });
+    // A file whose last line has no newline would otherwise get this line glued onto it.
+    const before = await readFile(file).catch(() => Buffer.alloc(0));
+    const lead = before.length > 0 && before[before.length - 1] !== 0x0a ? '\n' : '';
+    await appendFile(file, `${lead}${recordNew}\n`, { mode: 0o600 });
   }
 
   // After the handshake, a dropped or stalled connection fails whatever runs on it, as a transfer error.

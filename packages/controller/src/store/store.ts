@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import type Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { ConfigError } from '@gsync/core/errors';
 import { MIGRATIONS } from './migrations.js';
 import { OPEN_STATES, type TaskState } from '../lifecycle/states.js';
 
@@ -106,15 +107,24 @@ export class Store {
   private readonly now: () => Date;
 
   constructor(file: string, now: () => Date = () => new Date()) {
-    mkdirSync(dirname(file), { recursive: true });
-    this.db = new (openSqlite())(file);
     this.now = now;
-    this.db.pragma('busy_timeout = 10000');
-    // Switching a new file to WAL takes an exclusive lock without waiting on the busy
-    // handler: a controller opening the store while another creates it tries again.
-    untilNotBusy(() => this.db.pragma('journal_mode = WAL'));
-    this.db.pragma('foreign_keys = ON');
-    untilNotBusy(() => this.migrate());
+    try {
+      mkdirSync(dirname(file), { recursive: true });
+      this.db = new (openSqlite())(file);
+      this.db.pragma('busy_timeout = 10000');
+      // Switching a new file to WAL takes an exclusive lock without waiting on the busy
+      // handler: a controller opening the store while another creates it tries again.
+      untilNotBusy(() => this.db.pragma('journal_mode = WAL'));
+      this.db.pragma('foreign_keys = ON');
+      untilNotBusy(() => this.migrate());
+    } catch (error) {
+      const code = String((error as { code?: string }).code ?? '');
+      if (!/^(SQLITE_CANTOPEN|SQLITE_READONLY|SQLITE_PERM|SQLITE_AUTH|EACCES|EPERM|EROFS)/.test(code)) throw error;
+      throw new ConfigError(file, '', `cannot open the store (${code}): the config dir must be writable by this user`, {
+        hint: 'fix the permissions of the config dir, or point --config-dir / GSYNC_HOME at a writable folder',
+        cause: error,
+      });
+    }
   }
 
   /** Under a write lock, so two controllers opening a new store at once do not both migrate it. */
