@@ -357,6 +357,33 @@ export function scanFile(path: string, content: Buffer | undefined, policy?: Sec
   return content === undefined ? [] : contentFindings(path, content, policy);
 }
 
+/**
+ * What a task adds, judged against what main already had in the same file (`before`,
+ * each version the task started from): a finding on a line main already carries is not
+ * new, so a file that held a test key or a fixture on main can still be edited. A path
+ * denied by name that main already tracks is judged by the lines the task adds.
+ */
+export function newFindings(
+  findings: readonly SecretFinding[],
+  content: Buffer | undefined,
+  before: readonly (Buffer | undefined)[],
+  policy?: SecretPolicy | CompiledSecretPolicy,
+): SecretFinding[] {
+  const versions = before.filter((b): b is Buffer => b !== undefined);
+  if (findings.length === 0 || versions.length === 0) return [...findings];
+  const had = new Set(
+    versions.flatMap((b) =>
+      b
+        .toString('utf8')
+        .split('\n')
+        .map((l) => l.trim()),
+    ),
+  );
+  const lines = content?.toString('utf8').split('\n') ?? [];
+  const isNew = (f: SecretFinding) => f.line === undefined || !had.has((lines[f.line - 1] ?? '').trim());
+  return findings.flatMap((f) => (f.line === undefined && content !== undefined ? contentFindings(f.path, content, policy) : [f])).filter(isNew);
+}
+
 /** One line for a user, e.g. "2 secret(s): .env (.env file), src/a.ts:3 (AWS access key)". */
 export function describeFindings(findings: readonly SecretFinding[], limit = 5): string {
   if (findings.length === 0) return 'no secrets';

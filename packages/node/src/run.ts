@@ -12,6 +12,7 @@ import {
   gitOps,
   hasConflictMarkers,
   runInProcessGroup,
+  newFindings,
   scanFile,
   sha256File,
   writeJsonAtomic,
@@ -183,7 +184,11 @@ async function withholdSecrets(paths: TaskPaths, manifest: TaskManifest): Promis
     const file = join(paths.repo, path);
     const info = await lstat(file).catch(() => undefined);
     const content = info?.isSymbolicLink() ? Buffer.from(await readlink(file)) : info?.isFile() ? await readFile(file).catch(() => undefined) : undefined;
-    const findings = scanFile(path, content, manifest.policy ?? {});
+    const found = scanFile(path, content, manifest.policy ?? {});
+    if (found.length === 0) continue;
+    // Only what the task adds counts: the file as the base (and, in a resolution, the merged branch) had it is not new.
+    const before = await Promise.all(['HEAD', ...(manifest.merge ? ['MERGE_HEAD'] : [])].map((rev) => gitOps.readBlob(paths.repo, rev, path)));
+    const findings = newFindings(found, content, before, manifest.policy ?? {});
     if (findings.length === 0) continue;
     await gitOps.unstage(paths.repo, path);
     withheld.push({ path, rule: findings[0]!.rule });

@@ -1,4 +1,4 @@
-import { MAX_SCAN_BYTES, contentFindings, describeFindings, git, scanFile, type SecretFinding, type SecretPolicy } from '@gsync/core';
+import { MAX_SCAN_BYTES, contentFindings, describeFindings, git, gitOps, newFindings, scanFile, type SecretFinding, type SecretPolicy } from '@gsync/core';
 import { TooManyPaths, ZERO, countChangedPaths, historyChanges, listChanges, type Change } from './changes.js';
 import { ObjectReader, blobSizes, readBlobs } from './object-reader.js';
 import { linkEscapes } from './symlinks.js';
@@ -144,7 +144,7 @@ async function symlinkProblem({ repo, env, head }: InspectRequest, added: readon
 
 /** Secrets by path or content in every file any commit adds, and in every commit message. */
 async function secretProblem(
-  { repo, env, head, policy }: InspectRequest,
+  { repo, env, head, base, mergeHead, policy }: InspectRequest,
   everything: readonly Change[],
   sizes: Map<string, number>,
   exclude: readonly string[],
@@ -159,7 +159,13 @@ async function secretProblem(
       batch.push(scannable[i++]!);
     }
     const blobs = await readBlobs(repo, env, [...new Set(batch.map((c) => c.newOid))]);
-    for (const c of batch) findings.push(...scanFile(c.path, blobs.get(c.newOid), policy));
+    for (const c of batch) {
+      const found = scanFile(c.path, blobs.get(c.newOid), policy);
+      if (found.length === 0) continue;
+      // What main (or, in a resolution, the conflicted branch) already had in this file is not new.
+      const before = await Promise.all([base, ...(mergeHead ? [mergeHead] : [])].map((rev) => gitOps.readBlob(repo, rev, c.path)));
+      findings.push(...newFindings(found, blobs.get(c.newOid), before, policy));
+    }
   }
   for (const c of everything.filter((c) => (sizes.get(c.newOid) ?? 0) > MAX_SCAN_BYTES)) findings.push(...scanFile(c.path, undefined, policy));
   const messages = (await git(repo, ['log', '--format=%H%n%B%x00', head, ...exclude], { env })).stdout.split('\0');
