@@ -54,7 +54,8 @@ describe('secrets main already had', () => {
     const w = world();
     await dispatch(w.ctx, { project: 'proj', spec: specFile(w.specs, 'a.md', `Add a token\n\nappend fixtures/test-key.pem token ${TOKEN}\n`) });
     const report = await pullWhenDone(w, 'S01');
-    expect(report.tasks[0]!.withheld).toEqual([{ path: 'fixtures/test-key.pem', rule: 'GitHub token' }]);
+    expect(report.tasks[0]).toMatchObject({ outcome: 'withheld', withheld: [{ path: 'fixtures/test-key.pem', rule: 'GitHub token' }] });
+    expect(report.exit_code).toBe(3);
     expect(w.repo.git('show', 'main:fixtures/test-key.pem')).not.toContain(TOKEN);
   });
 });

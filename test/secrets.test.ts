@@ -138,19 +138,21 @@ describe('an agent that leaves secrets behind (node withholds them)', () => {
     report = await pull(w);
   });
 
-  it('merges the ordinary work, but neither the dotenv nor the key', () => {
-    expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([['S01', 'merged']]);
-    expect(report.exit_code).toBe(0);
-    expect(w.repo.git('show', 'main:src/feature.py')).toBe('print("feature")\n');
-    const files = tree(w.repo);
+  it('brings the ordinary work home on its branch, without the dotenv or the key, and does not merge it: the user decides', () => {
+    expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([['S01', 'withheld']]);
+    expect(report.exit_code).toBe(3);
+    expect(report.tasks[0]!.next_step).toMatch(/allow_paths[\s\S]*gsync-ctl retry --project proj --task S01/);
+    expect(w.repo.head('main')).toBe(base);
+    const branch = report.tasks[0]!.branch;
+    expect(w.repo.git('show', `${branch}:src/feature.py`)).toBe('print("feature")\n');
+    const files = tree(w.repo, branch);
     expect(files).not.toContain('.env');
     expect(files).not.toContain('deploy/id_ed25519');
-    // Deleting .gitignore is an ordinary change the policy has no say over: it merges like any other.
+    // Deleting .gitignore is an ordinary change the policy has no say over: it travels like any other.
     expect(files).not.toContain('.gitignore');
-    expect(report.tasks[0]!.changed_paths).toEqual(['.gitignore', 'src/feature.py']);
-    expect(w.repo.head('main^1')).toBe(base);
-    // The merge reached the checkout; nothing withheld on the node appeared there.
-    expect(existsSync(join(w.repo.dir, 'src/feature.py'))).toBe(true);
+    expect(w.repo.head(`${branch}^`)).toBe(base);
+    // Nothing reached the checkout.
+    expect(existsSync(join(w.repo.dir, 'src/feature.py'))).toBe(false);
     expect(existsSync(join(w.repo.dir, '.env'))).toBe(false);
   });
 
@@ -206,11 +208,12 @@ describe('content rules on the node', () => {
     const w = setup(gitRepo());
     await dispatch(w.ctx, { project: 'proj', spec: specFile(w.specs, 's.md', '# notes\nwrite src/a.py x = 1\nleak github notes.txt\n'), node: 'l1' });
     const report = await pull(w);
-    expect(report.tasks.map((t) => t.outcome)).toEqual(['merged']);
+    expect(report.tasks.map((t) => t.outcome)).toEqual(['withheld']);
     const result = readJson<NodeResult>(join(w.taskDir('S01'), 'result.json'));
     expect(result.withheld).toEqual([{ path: 'notes.txt', rule: 'GitHub token' }]);
     expect(result.changed_paths).toEqual(['src/a.py']);
-    expect(tree(w.repo)).toEqual(['README.md', 'src/a.py']);
+    expect(tree(w.repo)).toEqual(['README.md']);
+    expect(tree(w.repo, result.branch)).toEqual(['README.md', 'src/a.py']);
     expect(secretsIn(readFileSync(join(w.taskDir('S01'), 'repo/notes.txt'), 'utf8'))).toEqual(['GitHub token']);
     expect(secretsIn(bundleContents(join(w.taskDir('S01'), 'result.bundle'), w.repo, result.branch))).toEqual([]);
     expect(secretsIn(controllerRecords(w, report) + allObjects(w.repo.dir))).toEqual([]);
@@ -271,9 +274,10 @@ describe('configurable lists', () => {
     const manifest = readJson<{ policy?: { allow_paths?: string[] } }>(join(w.taskDir('S01'), 'task.json'));
     expect(manifest.policy?.allow_paths).toEqual(['config/.env.test']);
     const report = await pull(w);
-    expect(report.tasks.map((t) => t.outcome)).toEqual(['merged']);
-    expect(w.repo.git('show', 'main:config/.env.test')).toBe('DATABASE_URL=sqlite:///tmp/test.db\n');
-    expect(tree(w.repo)).not.toContain('config/.env.prod');
+    expect(report.tasks.map((t) => t.outcome)).toEqual(['withheld']);
+    const branch = report.tasks[0]!.branch;
+    expect(w.repo.git('show', `${branch}:config/.env.test`)).toBe('DATABASE_URL=sqlite:///tmp/test.db\n');
+    expect(tree(w.repo, branch)).not.toContain('config/.env.prod');
     expect(readJson<NodeResult>(join(w.taskDir('S01'), 'result.json')).withheld).toEqual([{ path: 'config/.env.prod', rule: '.env file' }]);
   });
 
@@ -282,14 +286,14 @@ describe('configurable lists', () => {
     const spec = '# data\nleak sqlite data/app.sqlite\nleak internal docs/ticket.md\nwrite docs/readme.md plain words\n';
     await dispatch(w.ctx, { project: 'proj', spec: specFile(w.specs, 's.md', spec), node: 'l1' });
     const report = await pull(w);
-    expect(report.tasks.map((t) => t.outcome)).toEqual(['merged']);
+    expect(report.tasks.map((t) => t.outcome)).toEqual(['withheld']);
     const result = readJson<NodeResult>(join(w.taskDir('S01'), 'result.json'));
     // A custom pattern is named by its position: the pattern itself may be sensitive.
     expect(result.withheld).toEqual([
       { path: 'data/app.sqlite', rule: 'deny_paths: *.sqlite' },
       { path: 'docs/ticket.md', rule: 'custom pattern #1' },
     ]);
-    expect(tree(w.repo)).toEqual(['README.md', 'docs/readme.md']);
+    expect(tree(w.repo, result.branch)).toEqual(['README.md', 'docs/readme.md']);
     expect(existsSync(join(w.taskDir('S01'), 'repo/data/app.sqlite'))).toBe(true);
     const names: SecretName[] = ['internal id', 'sqlite row'];
     expect(secretsIn(bundleContents(join(w.taskDir('S01'), 'result.bundle'), w.repo, result.branch), names)).toEqual([]);

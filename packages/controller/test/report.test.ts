@@ -89,7 +89,9 @@ describe('renderReport', () => {
   });
 
   it('counts each outcome, timeouts among the failed', () => {
-    expect(text).toContain('- merged 1, conflicted 1, conflicted then resolved 0, empty 1, failed 2, rejected 0, stale 0, waiting 0, still running 2\n');
+    expect(text).toContain(
+      '- merged 1, conflicted 1, conflicted then resolved 0, empty 1, failed 2, rejected 0, withheld 0, stale 0, waiting 0, still running 2\n',
+    );
   });
 
   it('a merged task shows its branch, commits, paths and merge commit', () => {

@@ -81,9 +81,10 @@ describe('gsync-node', () => {
     const second = await node(argv, taskTar(repo, 'Same\n').tar);
     expect(JSON.parse(first.stdout)).toMatchObject({ created: true });
     expect(JSON.parse(second.stdout)).toMatchObject({ created: false });
-    // Another task under the same id is not the same task.
+    // Another task under the same id is not the same task: exit 3, the id is taken.
     const other = await node(argv, taskTar(repo, 'Different\n').tar);
-    expect(other.code).toBe(1);
+    expect(other.code).toBe(3);
+    expect(other.stderr).toMatch(/already exists on this node with another manifest/);
     expect(readdirSync(tasksRoot(workRoot, 'proj'))).toEqual(['S01']);
   });
 

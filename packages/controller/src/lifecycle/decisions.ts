@@ -73,6 +73,22 @@ export function lostStep(task: Named, reason: string, now: string): Step {
 export function finishStep(task: Named, answer: Extract<Answer, { kind: 'finished' }>, collected: Collected | undefined, now: string): Step {
   const finished_at = answer.finishedAt ?? now;
   const on = `${task.task_id} on ${task.node}`;
+  const kept = answer.withheld.length > 0 && (answer.nodeState === 'empty' || (collected?.kind === 'collected' && !collected.wip));
+  if (kept) {
+    // Part (or all) of the work stayed on the node: never a clean merge, never "empty"; the user decides.
+    const held = answer.withheld.map((w) => `${w.path} (${w.rule})`).join(', ');
+    const rest = collected?.kind === 'collected' ? `the rest is on ${collected.branch}, not merged` : 'nothing else changed';
+    const why = `${answer.withheld.length} file(s) kept on the node as secrets: ${held}; ${rest}`;
+    const fields: TaskFields =
+      collected?.kind === 'collected'
+        ? { result_head: collected.head, result_commits: collected.commits, changed_paths: JSON.stringify(collected.paths), collected_at: now }
+        : {};
+    return {
+      to: 'withheld',
+      fields: { ...fields, finished_at, error: why },
+      event: { level: 'warn', kind: 'withheld_not_merged', message: `${on}: ${why}`, data: { withheld: answer.withheld } },
+    };
+  }
   if (answer.nodeState === 'empty') {
     return { to: 'empty', fields: { finished_at }, event: { level: 'info', kind: 'empty', message: `${on}: the agent changed nothing` } };
   }

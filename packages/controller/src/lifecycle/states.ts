@@ -7,6 +7,7 @@
  *     (gone)           │  │           └──► rejected (test gate)
  *                      │  └── stale ◄─┐
  *                      ├─► empty      │ (no answer for stale_after_seconds)
+ *                      ├─► withheld (collected, not merged: the node kept secrets out) ─► retried
  *                      ├─► failed | timeout | rejected ─► retried
  *                      └──────────────┘
  *
@@ -26,18 +27,20 @@ export const TASK_STATES = [
   'resolved',
   'stale',
   'retried',
+  'withheld',
 ] as const;
 export type TaskState = (typeof TASK_STATES)[number];
 
 export const TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>> = {
   dispatching: ['dispatched'],
-  dispatched: ['collected', 'empty', 'failed', 'timeout', 'rejected', 'stale'],
+  dispatched: ['collected', 'withheld', 'empty', 'failed', 'timeout', 'rejected', 'stale'],
   stale: ['dispatched', 'failed', 'retried'],
   collected: ['merged', 'conflicted', 'rejected'],
   conflicted: ['resolved'],
   failed: ['retried'],
   timeout: ['retried'],
   rejected: ['retried'],
+  withheld: ['retried'],
   merged: [],
   empty: [],
   resolved: [],
@@ -53,9 +56,9 @@ export const OPEN_STATES: readonly TaskState[] = ['dispatching', 'dispatched'];
 /** States a pull asks the node about. */
 export const WATCHED_STATES: readonly TaskState[] = ['dispatched', 'stale'];
 /** Tasks that need the user: they make a pull exit 3 until dealt with. */
-export const ATTENTION_STATES: readonly TaskState[] = ['conflicted', 'failed', 'timeout', 'rejected', 'stale'];
+export const ATTENTION_STATES: readonly TaskState[] = ['conflicted', 'withheld', 'failed', 'timeout', 'rejected', 'stale'];
 /** States `retry` sends a task again from; a conflict is for `resolve`, running work is left alone. */
-export const RETRYABLE_STATES: readonly TaskState[] = ['stale', 'failed', 'timeout', 'rejected'];
+export const RETRYABLE_STATES: readonly TaskState[] = ['stale', 'failed', 'timeout', 'rejected', 'withheld'];
 /** A resolution task in one of these is under way or done: a second one is refused. */
 export const LIVE_RESOLUTION_STATES: readonly TaskState[] = ['dispatching', 'dispatched', 'collected', 'merged'];
 

@@ -2,7 +2,7 @@ import { inertCode, inertMarkdown } from '@gsync/core/inert';
 import type { Forecast } from '../queue/forecast.js';
 
 /** What one pull-bundles run did, as data (--json) and as merge_report.md. */
-export type Outcome = 'merged' | 'conflicted' | 'resolved' | 'empty' | 'failed' | 'timeout' | 'rejected' | 'stale' | 'waiting';
+export type Outcome = 'merged' | 'conflicted' | 'resolved' | 'withheld' | 'empty' | 'failed' | 'timeout' | 'rejected' | 'stale' | 'waiting';
 
 export interface ReportTask {
   task_id: string;
@@ -124,7 +124,7 @@ export function renderReport(r: RunReport): string {
           `- time: collect ${r.timings.collect_seconds.toFixed(1)} s, forecast ${r.timings.forecast_seconds.toFixed(1)} s, merge ${r.timings.merge_seconds.toFixed(1)} s`,
         ]
       : []),
-    `- merged ${count('merged')}, conflicted ${count('conflicted')}, conflicted then resolved ${count('resolved')}, empty ${count('empty')}, failed ${count('failed') + count('timeout')}, rejected ${count('rejected')}, stale ${count('stale')}, waiting ${count('waiting')}, still running ${r.pending.length}`,
+    `- merged ${count('merged')}, conflicted ${count('conflicted')}, conflicted then resolved ${count('resolved')}, empty ${count('empty')}, failed ${count('failed') + count('timeout')}, rejected ${count('rejected')}, withheld ${count('withheld')}, stale ${count('stale')}, waiting ${count('waiting')}, still running ${r.pending.length}`,
     '',
   ];
   if (r.forecast && r.forecast.pairs_total + r.forecast.with_main.length > 0) out.push(...forecastSection(r.forecast));

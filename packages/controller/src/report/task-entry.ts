@@ -40,6 +40,11 @@ export function attention(task: TaskRow, project: Pick<ProjectConfig, 'name' | '
         ...base,
         next_step: `wait for ${task.node} to come back (pull again), or send the spec to another node with \`gsync-ctl retry --project ${project.name} --task ${task.task_id}\``,
       });
+    case 'withheld':
+      return describe(task, 'withheld', {
+        ...base,
+        next_step: `nothing was merged.${task.result_head ? ` To merge it without the withheld files: git checkout ${project.main_branch} && git merge --no-ff ${task.branch}.` : ''} To let them through: add their paths to secrets.allow_paths of ${project.name} in projects.json, then \`gsync-ctl retry --project ${project.name} --task ${task.task_id}\``,
+      });
     case 'rejected':
       return describe(task, 'rejected', {
         ...base,
