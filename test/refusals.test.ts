@@ -83,6 +83,20 @@ describe('refused at dispatch, before anything is sent', () => {
   });
 });
 
+describe('before a pull changes anything', () => {
+  it('a reports path that is a file is exit 2, and nothing is collected or merged', async () => {
+    const repo = gitRepo();
+    const configDir = config(repo.dir, { agent: ['node', join(AGENTS, 'edit.mjs'), '{spec_file}'] });
+    writeFileSync(join(configDir, 'reports'), 'not a folder\n');
+    expect((await ctl(configDir, ['dispatch', '--project', 'proj', '--spec', specFile(tempDir('gsync-specs-'), 's.md', 'A\n\nwrite a.txt a\n')])).code).toBe(0);
+    const before = repo.head('main');
+    const r = await ctl(configDir, ['pull-bundles', '--project', 'proj', '--wait', '--timeout', '30']);
+    expect(r.err).toMatch(/reports\/proj: cannot write the run's report there \(ENOTDIR\)/);
+    expect(r.code).toBe(2);
+    expect(repo.head('main')).toBe(before);
+  });
+});
+
 describe('what a node says about itself', () => {
   it('a login that prints a banner is named as such, not a JSON parse error', async () => {
     const repo = gitRepo();

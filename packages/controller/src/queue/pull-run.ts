@@ -7,7 +7,7 @@ import { exitCodeFor } from '../lifecycle/decisions.js';
 import { ATTENTION_STATES, OPEN_STATES } from '../lifecycle/states.js';
 import type { ReportTask, RunReport } from '../report/report.js';
 import { attention } from '../report/task-entry.js';
-import { writeRunReport } from '../report/write.js';
+import { checkReportsDir, writeRunReport } from '../report/write.js';
 import { checkRepo } from '../repo.js';
 import { sweepProject } from '../result/quarantine.js';
 import { withProjectLock } from '../store/lock.js';
@@ -51,6 +51,7 @@ export async function runPull(session: Session, project: ProjectConfig, options:
   const mainRef = `refs/heads/${project.main_branch}`;
   const started_at = ctx.now().toISOString();
   const main_before = await checkRepo(project, mainRef);
+  await checkReportsDir(ctx.configDir, project.name);
   const run: RunState = { tasks: [], unreachable: [], timings: { collect_seconds: 0, forecast_seconds: 0, merge_seconds: 0 } };
   const links = new NodeLinks(session.connect);
   try {
