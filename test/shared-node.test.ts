@@ -1,7 +1,8 @@
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { dispatch, main } from '@gsync/controller';
+import { dispatch, main, pullBundles, scratchName } from '@gsync/controller';
 import { AGENTS, NODE_TOOL, cleanupTempDirs, gitRepo, tempDir } from './helpers/git-repo.js';
 import { specFile, testContext, writeConfig } from './helpers/world.js';
 
@@ -34,5 +35,29 @@ describe('a node shared by two controllers', () => {
     const code = await main(['--config-dir', b.configDir, 'dispatch', '--project', 'proj', '--task', 'S01', '--spec', specFile(b.specs, 'u.md', 'Mine\n')], io);
     expect(code).toBe(2);
     expect(Buffer.concat(err).toString('utf8')).toMatch(/task S01 already exists on node l1 as another task/);
+  });
+});
+
+describe('a repository shared by two controllers', () => {
+  it("never clears the other's downloads in flight", async () => {
+    const repo = gitRepo({ 'README.md': 'hello\n' });
+    const configs = [tempDir('gsync-config-'), tempDir('gsync-config-')];
+    for (const dir of configs) {
+      writeConfig(
+        dir,
+        { nodes: [{ name: 'l1', transport: 'local', agent: ['node', join(AGENTS, 'edit.mjs'), '{spec_file}'] }] },
+        { proj: { repo_local: repo.dir } },
+      );
+    }
+    const [a, b] = configs.map((dir) => testContext(dir));
+    expect(scratchName(a!.configDir, 'proj')).not.toBe(scratchName(b!.configDir, 'proj'));
+    const theirs = join(repo.dir, '.git/gsync/incoming', scratchName(b!.configDir, 'proj'), 'proj-S01-l1.bundle');
+    mkdirSync(dirname(theirs), { recursive: true });
+    writeFileSync(theirs, 'a download of the other controller, still arriving');
+    await dispatch(a!, { project: 'proj', spec: specFile(tempDir('gsync-specs-'), 's.md', 'A\n\nwrite a.txt a\n') });
+    const report = await pullBundles(a!, { project: 'proj', wait: true, interval: 0.1, timeout: 60 });
+    expect(report.tasks.map((t) => t.outcome)).toEqual(['merged']);
+    expect(readFileSync(theirs, 'utf8')).toBe('a download of the other controller, still arriving');
+    expect(existsSync(join(repo.dir, '.git/gsync/incoming', scratchName(a!.configDir, 'proj')))).toBe(false);
   });
 });

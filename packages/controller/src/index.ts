@@ -26,3 +26,4 @@ export { openLocalTransport } from './ssh/local-transport.js';
 export type { NodeTransport, ExecResult } from './ssh/transport.js';
 export { Store, type TaskRow } from './store/store.js';
 export { linkEscapes } from './result/symlinks.js';
+export { scratchName } from './result/quarantine.js';

@@ -25,8 +25,8 @@ export const bundleCarrier: Carrier = {
   receive: receiveBundle,
 };
 
-function bundlePath(gitDir: string, task: Pick<TaskRow, 'project' | 'task_id' | 'node'>): string {
-  return join(incomingDir(gitDir, task.project), `${task.project}-${task.task_id}-${task.node}.bundle`);
+function bundlePath(gitDir: string, scratch: string, task: Pick<TaskRow, 'project' | 'task_id' | 'node'>): string {
+  return join(incomingDir(gitDir, scratch), `${task.project}-${task.task_id}-${task.node}.bundle`);
 }
 
 /**
@@ -35,12 +35,12 @@ function bundlePath(gitDir: string, task: Pick<TaskRow, 'project' | 'task_id' | 
  * whose gsync-node predates `collect` is asked for the reports alone; `receive` then
  * fetches each bundle by itself.
  */
-async function gatherBundles({ project, node, tasks, transport, gitDir, maxBytes }: GatherRequest): Promise<Gathered> {
+async function gatherBundles({ project, node, tasks, transport, gitDir, scratch, maxBytes }: GatherRequest): Promise<Gathered> {
   const arrived = new Map<string, Arrival>();
   const dispose = async () => {
     for (const arrival of arrived.values()) if ('path' in arrival) await rm(arrival.path, { force: true });
   };
-  await mkdir(incomingDir(gitDir, project.name), { recursive: true });
+  await mkdir(incomingDir(gitDir, scratch), { recursive: true });
   const ids = tasks.map((t) => t.task_id);
   try {
     const reports = await collectResults(transport, node, project.name, ids, maxBytes, {
@@ -51,7 +51,7 @@ async function gatherBundles({ project, node, tasks, transport, gitDir, maxBytes
           arrived.set(task.task_id, { problem });
           return;
         }
-        const path = bundlePath(gitDir, task);
+        const path = bundlePath(gitDir, scratch, task);
         try {
           await downloadVerified(path, report.result.bundle, (out) => copyInto(entry, out));
           arrived.set(task.task_id, { path });
@@ -111,10 +111,10 @@ async function sendBundle({ project, base, merge, nodeHas }: OutgoingCode): Prom
 }
 
 /** Downloads result.bundle (size and sha256 as announced), checks its header, and indexes its pack strictly into a quarantine. */
-async function receiveBundle({ project, node, task, result, transport, gitDir, arrived }: IncomingResult): Promise<Receipt> {
+async function receiveBundle({ project, node, task, result, transport, gitDir, scratch, arrived }: IncomingResult): Promise<Receipt> {
   if (arrived && 'problem' in arrived) return { kind: 'rejected', reason: arrived.problem };
-  await mkdir(incomingDir(gitDir, project.name), { recursive: true });
-  const bundle = bundlePath(gitDir, task);
+  await mkdir(incomingDir(gitDir, scratch), { recursive: true });
+  const bundle = bundlePath(gitDir, scratch, task);
   try {
     if (!arrived) await downloadVerified(bundle, result.bundle, (out) => fetchTaskFile(transport, node, task.project, task.task_id, FILES.resultBundle, out));
     failpoint('pull:after-download');
@@ -128,7 +128,7 @@ async function receiveBundle({ project, node, task, result, transport, gitDir, a
       mergeHead: task.merge_head ?? undefined,
     });
     if (problem) return { kind: 'rejected', reason: problem };
-    const quarantine = await openQuarantine(gitDir, project.name);
+    const quarantine = await openQuarantine(gitDir, scratch);
     try {
       await indexPackStrict(project.repo_local, quarantine, bundle, header.packOffset);
     } catch (error) {

@@ -37,6 +37,8 @@ export interface GatherRequest {
   tasks: readonly TaskRow[];
   transport: NodeTransport;
   gitDir: string;
+  /** This controller's folder there for the project (see scratchName). */
+  scratch: string;
   maxBytes: number;
 }
 
@@ -82,6 +84,8 @@ export interface IncomingResult {
   transport: NodeTransport;
   /** The repository's git dir, where quarantines and downloads live. */
   gitDir: string;
+  /** This controller's folder there for the project (see scratchName). */
+  scratch: string;
   /** What `gather` already brought of this result, if anything. */
   arrived?: Arrival | undefined;
 }

@@ -9,6 +9,7 @@ import { transition } from '../lifecycle/transition.js';
 import type { ReportTask, RunReport } from '../report/report.js';
 import { attention } from '../report/task-entry.js';
 import { collectTask } from '../result/collect.js';
+import { scratchName } from '../result/quarantine.js';
 import { isTransient, withNodeRetrying } from '../ssh/connect.js';
 import type { NodeLinks } from '../ssh/links.js';
 import { tasksByNode, type TaskRow } from '../store/store.js';
@@ -58,6 +59,7 @@ async function collectFromNode(
   const { store, config } = session;
   const node = getNode(config, nodeName);
   const carrier = carrierFor(project);
+  const scratch = scratchName(session.ctx.configDir, project.name);
   const retrying = (error: unknown, attempt: number, delayMs: number) =>
     session.log({
       project: project.name,
@@ -80,6 +82,7 @@ async function collectFromNode(
         tasks: left,
         transport,
         gitDir: await gitOps.gitDir(project.repo_local),
+        scratch,
         maxBytes: config.maxResultBytes,
       });
       try {
@@ -94,6 +97,7 @@ async function collectFromNode(
                 task,
                 result,
                 transport,
+                scratch,
                 arrived: gathered.arrived.get(task.task_id),
                 maxBytes: config.maxResultBytes,
                 limits: config.limits,

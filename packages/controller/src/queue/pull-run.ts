@@ -9,7 +9,7 @@ import type { ReportTask, RunReport } from '../report/report.js';
 import { attention } from '../report/task-entry.js';
 import { checkReportsDir, writeRunReport } from '../report/write.js';
 import { checkRepo } from '../repo.js';
-import { sweepProject } from '../result/quarantine.js';
+import { scratchName, sweepProject } from '../result/quarantine.js';
 import { withProjectLock } from '../store/lock.js';
 import { collectAll } from './collect-all.js';
 import { forecastConflicts, forecastTasks, mergeForecasts, type Forecast } from './forecast.js';
@@ -112,12 +112,13 @@ async function pullRounds(session: Session, project: ProjectConfig, options: Pul
     await withProjectLock(store, project.name, ctx.pid, async () => {
       // Under the lock nothing of this project is being collected: what is in its gsync folders is left over.
       const gitDir = await gitOps.gitDir(project.repo_local);
-      await sweepProject(gitDir, project.name);
+      const scratch = scratchName(ctx.configDir, project.name);
+      await sweepProject(gitDir, scratch);
       if (round === 0) await recoverDispatching(session, project);
       try {
         await pullRound(session, project, mainRef, run, options.anyOrder ?? false, links);
       } finally {
-        await sweepProject(gitDir, project.name);
+        await sweepProject(gitDir, scratch);
       }
     });
     // Waiting is for tasks still running on nodes; a merge waiting for a clean checkout needs the user.

@@ -14,6 +14,8 @@ export interface CollectRequest {
   task: TaskRow;
   result: TaskResult;
   transport: NodeTransport;
+  /** This controller's folder in the repository's gsync folder for the project (see scratchName). */
+  scratch: string;
   /** What the carrier's `gather` already brought of this result. */
   arrived?: Arrival | undefined;
   maxBytes: number;
@@ -53,7 +55,16 @@ export async function collectTask(req: CollectRequest): Promise<Collected> {
   if (problem) return { kind: 'rejected', reason: problem };
 
   const gitDir = await gitOps.gitDir(repo);
-  const receipt = await req.carrier.receive({ project, node: req.node, task, result, transport: req.transport, gitDir, arrived: req.arrived });
+  const receipt = await req.carrier.receive({
+    project,
+    node: req.node,
+    task,
+    result,
+    transport: req.transport,
+    gitDir,
+    scratch: req.scratch,
+    arrived: req.arrived,
+  });
   if (receipt.kind === 'rejected') return receipt;
   const q = receipt.quarantine;
   try {

@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { GitError, ProtocolError, spawnGit } from '@gsync/core';
 
 /**
@@ -18,7 +18,17 @@ export interface Quarantine {
   env: Record<string, string>;
 }
 
-/** Per project, so a project's run (under its lock) may clear its own without touching another's sharing the repository. */
+/**
+ * The folder name of one controller's downloads and quarantines for one project: per
+ * project, so a project's run (under its lock) may clear its own without touching
+ * another's, and per store (config dir), so two controllers sharing a repository never
+ * clear each other's in-flight results.
+ */
+export function scratchName(configDir: string, project: string): string {
+  return `${project}.${createHash('sha256').update(resolve(configDir)).digest('hex').slice(0, 12)}`;
+}
+
+/** Where one controller keeps a project's quarantines (see scratchName). */
 export function quarantineRoot(gitDir: string, project: string): string {
   return join(gitDir, 'gsync', 'quarantine', project);
 }
