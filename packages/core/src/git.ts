@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GitError } from './errors.js';
@@ -292,8 +294,36 @@ export async function checkoutCopy(repo: string, dir: string, commitId: string):
   await git(dir, ['-c', 'advice.detachedHead=false', 'checkout', '-q', '--detach', commitId]);
 }
 
+/**
+ * The repository's own git dir, where its objects and refs live: for a linked worktree,
+ * the common one (its per-worktree dir holds neither).
+ */
 export async function gitDir(cwd: string): Promise<string> {
-  return (await git(cwd, ['rev-parse', '--absolute-git-dir'])).stdout.trim();
+  return (await git(cwd, ['rev-parse', '--path-format=absolute', '--git-common-dir'])).stdout.trim();
+}
+
+/** What is under way in a worktree that keeps its branch busy: a rebase, bisect, merge, cherry-pick or revert, or nothing. */
+export async function operationInProgress(worktree: string, branchRef: string): Promise<string | undefined> {
+  const dir = (await git(worktree, ['rev-parse', '--absolute-git-dir'])).stdout.trim();
+  const read = (name: string) =>
+    readFile(join(dir, name), 'utf8').then(
+      (t) => t.trim(),
+      () => undefined,
+    );
+  const short = branchRef.replace(/^refs\/heads\//, '');
+  for (const name of ['rebase-merge/head-name', 'rebase-apply/head-name']) if ((await read(name)) === branchRef) return 'a rebase';
+  const bisect = await read('BISECT_START');
+  if (bisect === short || bisect === branchRef) return 'a bisect';
+  const head = (await read('HEAD')) ?? '';
+  if (head !== `ref: ${branchRef}`) return undefined;
+  for (const [name, what] of [
+    ['MERGE_HEAD', 'a merge'],
+    ['CHERRY_PICK_HEAD', 'a cherry-pick'],
+    ['REVERT_HEAD', 'a revert'],
+  ] as const) {
+    if ((await read(name)) !== undefined) return what;
+  }
+  return undefined;
 }
 
 export async function hasIdentity(cwd: string): Promise<boolean> {

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { gitOps } from '@gsync/core';
 
 export type MergeOutcome =
@@ -39,7 +40,18 @@ export async function planMerge(req: MergeRequest): Promise<MergePlan> {
  * that has main checked out, which refuses rather than overwrite local changes.
  */
 export async function advanceMain(repo: string, mainRef: string, main: string, commit: string): Promise<MergeOutcome> {
-  const checkout = (await gitOps.listWorktrees(repo)).find((w) => w.branch === mainRef);
+  // A worktree whose folder is gone (prunable) checks nothing out; one rebasing, bisecting or
+  // merging main keeps it busy, though its HEAD may be detached: main does not move under it.
+  const worktrees = (await gitOps.listWorktrees(repo)).filter((w) => !w.bare && existsSync(w.path));
+  for (const w of worktrees) {
+    const busy = await gitOps.operationInProgress(w.path, mainRef).catch(() => undefined);
+    if (busy)
+      return {
+        kind: 'blocked',
+        reason: `waiting: ${mainRef.replace(/^refs\/heads\//, '')} is in the middle of ${busy} in ${w.path}; finish or abort it, then run again`,
+      };
+  }
+  const checkout = worktrees.find((w) => w.branch === mainRef);
   if (!checkout) {
     if ((await gitOps.resolveCommit(repo, mainRef)) !== main) return { kind: 'blocked', reason: 'main moved while merging; run again' };
     await gitOps.updateRef(repo, mainRef, commit, main, 'gsync: merge');
