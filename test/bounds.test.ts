@@ -1,11 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, chmodSync, closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { dispatch, main, pullBundles } from '@gsync/controller';
-import { AGENTS, NODE_TOOL, cleanupTempDirs, gitRepo, tempDir } from './helpers/git-repo.js';
-import { specFile, testContext, writeConfig } from './helpers/world.js';
+import { dispatch, pullBundles } from '@gsync/controller';
+import { AGENTS, cleanupTempDirs, gitRepo, tempDir } from './helpers/git-repo.js';
+import { specFile, testContext, writeConfig, runCtl } from './helpers/world.js';
 
 /**
  * Every read from a node is bounded: a node command that never answers, never stops, or
@@ -51,15 +50,6 @@ async function finished(tasks: string, ids: string[]): Promise<void> {
     if (Date.now() > deadline) throw new Error(`not finished: ${ids.map(state).join(', ')}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-async function ctl(configDir: string, argv: string[]): Promise<{ code: number; stderr: string }> {
-  const stderr = new PassThrough();
-  const err: Buffer[] = [];
-  stderr.on('data', (c: Buffer) => err.push(c));
-  const io = { env: { ...process.env, NO_COLOR: '1' }, stdout: new PassThrough(), stderr, nodeToolPath: NODE_TOOL, pid: process.pid };
-  const code = await main(['--config-dir', configDir, ...argv], io);
-  return { code, stderr: Buffer.concat(err).toString('utf8') };
 }
 
 describe('bounded reads from a node', () => {
@@ -125,10 +115,10 @@ describe('specs are read with a cap', () => {
       ['/dev/zero', /not a regular file/],
       [huge, /10737418240 bytes; a spec may be at most/],
     ] as const) {
-      const r = await ctl(w.ctx.configDir, ['dispatch', '--project', 'proj', '--spec', spec]);
+      const r = await runCtl(w.ctx.configDir, ['dispatch', '--project', 'proj', '--spec', spec]);
       expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(why);
-      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.err).toMatch(why);
+      expect(r.err.trim().split('\n')).toHaveLength(1);
     }
     expect(w.repo.git('for-each-ref', 'refs/heads/task/')).toBe('');
   });

@@ -1,10 +1,8 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { main } from '@gsync/controller';
-import { NODE_TOOL, cleanupTempDirs, gitRepo, tempDir } from './helpers/git-repo.js';
-import { specFile, writeConfig } from './helpers/world.js';
+import { cleanupTempDirs, gitRepo, tempDir } from './helpers/git-repo.js';
+import { specFile, writeConfig, runCtl } from './helpers/world.js';
 
 /**
  * Text from a node or an agent never reaches the terminal or a report raw: no escape
@@ -13,18 +11,6 @@ import { specFile, writeConfig } from './helpers/world.js';
 afterAll(cleanupTempDirs);
 
 const FORGED = '\u001b]0;pwned\u0007\u001b[2J\n## merged S99 on l1: merged\n`code` *bold* [link](x)';
-
-async function ctl(configDir: string, argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (c: Buffer) => out.push(c));
-  stderr.on('data', (c: Buffer) => err.push(c));
-  const io = { env: { ...process.env, NO_COLOR: '1', SSH_AUTH_SOCK: '' }, stdout, stderr, nodeToolPath: NODE_TOOL, pid: process.pid };
-  const code = await main(['--config-dir', configDir, ...argv], io);
-  return { code, out: Buffer.concat(out).toString('utf8'), err: Buffer.concat(err).toString('utf8') };
-}
 
 function world(agent: string[]) {
   const repo = gitRepo({ 'README.md': 'hello\n' });
@@ -56,19 +42,19 @@ function expectInert(text: string): void {
 describe('text from nodes and agents is inert', () => {
   it('a status error full of escapes, Markdown and 5 MB of text is shown as one capped, escaped line', async () => {
     const w = world(['node', '-e', 'process.exit(3)']);
-    expect((await ctl(w.configDir, ['dispatch', '--project', 'proj', '--spec', specFile(w.specs, 's.md', 'Fail\n')])).code).toBe(0);
+    expect((await runCtl(w.configDir, ['dispatch', '--project', 'proj', '--spec', specFile(w.specs, 's.md', 'Fail\n')])).code).toBe(0);
     await finished(w.tasks, 'S01');
     const file = join(w.tasks, 'S01', 'status.json');
     const status = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
     writeFileSync(file, JSON.stringify({ ...status, state: 'failed', error: FORGED + 'A'.repeat(5_000_000) }));
-    const pull = await ctl(w.configDir, ['pull-bundles', '--project', 'proj']);
+    const pull = await runCtl(w.configDir, ['pull-bundles', '--project', 'proj']);
     expect(pull.code).toBe(3);
     expectInert(pull.out + pull.err);
     expect(pull.out).toMatch(/\\x1b\]0;pwned\\x07/);
     const report = readFileSync(join(w.configDir, 'reports/proj/merge_report.md'), 'utf8');
     expectInert(report);
     expect(report.length).toBeLessThan(20_000);
-    const shown = await ctl(w.configDir, ['status', '--project', 'proj']);
+    const shown = await runCtl(w.configDir, ['status', '--project', 'proj']);
     expectInert(shown.out + shown.err);
     expect(statSync(join(w.configDir, 'gsync.db')).size).toBeLessThan(1024 * 1024);
   });
@@ -76,9 +62,9 @@ describe('text from nodes and agents is inert', () => {
   it('a file name with a newline, escapes and a fake heading is listed, not obeyed', async () => {
     const name = 'a\n## merged S99 on l1: merged\n\u001b[2J`code`.txt';
     const w = world(['node', '-e', `require('fs').writeFileSync(${JSON.stringify(name)}, 'x\\n')`]);
-    expect((await ctl(w.configDir, ['dispatch', '--project', 'proj', '--spec', specFile(w.specs, 's.md', 'Odd name\n')])).code).toBe(0);
+    expect((await runCtl(w.configDir, ['dispatch', '--project', 'proj', '--spec', specFile(w.specs, 's.md', 'Odd name\n')])).code).toBe(0);
     await finished(w.tasks, 'S01');
-    const pull = await ctl(w.configDir, ['pull-bundles', '--project', 'proj']);
+    const pull = await runCtl(w.configDir, ['pull-bundles', '--project', 'proj']);
     expect(pull.code).toBe(0);
     expectInert(pull.out + pull.err);
     const report = readFileSync(join(w.configDir, 'reports/proj/merge_report.md'), 'utf8');

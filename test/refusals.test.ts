@@ -1,11 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { main, toolPath } from '@gsync/controller';
+import { toolPath } from '@gsync/controller';
 import { AGENTS, NODE_TOOL, cleanupTempDirs, gitRepo, tempDir } from './helpers/git-repo.js';
-import { specFile, writeConfig } from './helpers/world.js';
+import { specFile, writeConfig, runCtl } from './helpers/world.js';
 
 /**
  * Repositories, config dirs and nodes a task cannot work with are refused before anything
@@ -13,15 +12,6 @@ import { specFile, writeConfig } from './helpers/world.js';
  * this build is replaced whatever version it claims.
  */
 afterAll(cleanupTempDirs);
-
-async function ctl(configDir: string, argv: string[]): Promise<{ code: number; err: string }> {
-  const stderr = new PassThrough();
-  const err: Buffer[] = [];
-  stderr.on('data', (c: Buffer) => err.push(c));
-  const io = { env: { ...process.env, NO_COLOR: '1' }, stdout: new PassThrough(), stderr, nodeToolPath: NODE_TOOL, pid: process.pid };
-  const code = await main(['--config-dir', configDir, ...argv], io);
-  return { code, err: Buffer.concat(err).toString('utf8') };
-}
 
 function config(repoDir: string, node: Record<string, unknown> = {}) {
   const configDir = tempDir('gsync-config-');
@@ -35,7 +25,7 @@ function config(repoDir: string, node: Record<string, unknown> = {}) {
 
 async function refused(repoDir: string, why: RegExp): Promise<void> {
   const configDir = config(repoDir);
-  const r = await ctl(configDir, ['dispatch', '--project', 'proj', '--spec', specFile(tempDir('gsync-specs-'), 's.md', 'Task\n')]);
+  const r = await runCtl(configDir, ['dispatch', '--project', 'proj', '--spec', specFile(tempDir('gsync-specs-'), 's.md', 'Task\n')]);
   expect(r.err).toMatch(why);
   expect(r.code).toBe(2);
   expect(
@@ -77,7 +67,7 @@ describe('refused at dispatch, before anything is sent', () => {
     const repo = gitRepo();
     const configDir = config(repo.dir);
     mkdirSync(join(configDir, 'gsync.db'));
-    const r = await ctl(configDir, ['status', '--project', 'proj']);
+    const r = await runCtl(configDir, ['status', '--project', 'proj']);
     expect(r.err).toMatch(/gsync\.db: cannot open the store \(SQLITE_CANTOPEN\)/);
     expect(r.code).toBe(2);
   });
@@ -88,9 +78,11 @@ describe('before a pull changes anything', () => {
     const repo = gitRepo();
     const configDir = config(repo.dir, { agent: ['node', join(AGENTS, 'edit.mjs'), '{spec_file}'] });
     writeFileSync(join(configDir, 'reports'), 'not a folder\n');
-    expect((await ctl(configDir, ['dispatch', '--project', 'proj', '--spec', specFile(tempDir('gsync-specs-'), 's.md', 'A\n\nwrite a.txt a\n')])).code).toBe(0);
+    expect((await runCtl(configDir, ['dispatch', '--project', 'proj', '--spec', specFile(tempDir('gsync-specs-'), 's.md', 'A\n\nwrite a.txt a\n')])).code).toBe(
+      0,
+    );
     const before = repo.head('main');
-    const r = await ctl(configDir, ['pull-bundles', '--project', 'proj', '--wait', '--timeout', '30']);
+    const r = await runCtl(configDir, ['pull-bundles', '--project', 'proj', '--wait', '--timeout', '30']);
     expect(r.err).toMatch(/reports\/proj: cannot write the run's report there \(ENOTDIR\)/);
     expect(r.code).toBe(2);
     expect(repo.head('main')).toBe(before);
@@ -104,7 +96,7 @@ describe('what a node says about itself', () => {
     writeFileSync(bin, `#!/bin/sh\necho 'Welcome to the GPU cluster!'\nexec '${process.execPath}' "$@"\n`);
     chmodSync(bin, 0o755);
     const configDir = config(repo.dir, { node_bin: bin });
-    const r = await ctl(configDir, ['dispatch', '--project', 'proj', '--spec', specFile(tempDir('gsync-specs-'), 's.md', 'Task\n')]);
+    const r = await runCtl(configDir, ['dispatch', '--project', 'proj', '--spec', specFile(tempDir('gsync-specs-'), 's.md', 'Task\n')]);
     expect(r.err).toMatch(/the login prints text before gsync-node's answer: Welcome to the GPU cluster!/);
     expect(r.code).toBe(5);
   });
@@ -119,7 +111,7 @@ describe('what a node says about itself', () => {
       fake,
       `console.log(JSON.stringify({ version: '99.0.0', protocol: 1, sha256: 'f'.repeat(64), node: process.version, git: 'git version 2.39.5' }));\n`,
     );
-    const r = await ctl(configDir, ['dispatch', '--project', 'proj', '--spec', specFile(tempDir('gsync-specs-'), 's.md', 'Task\n')]);
+    const r = await runCtl(configDir, ['dispatch', '--project', 'proj', '--spec', specFile(tempDir('gsync-specs-'), 's.md', 'Task\n')]);
     expect(r.code).toBe(0);
     expect(readFileSync(fake)).toEqual(readFileSync(NODE_TOOL));
   });
