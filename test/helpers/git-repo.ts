@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -55,4 +56,12 @@ export function gitRepo(files: Record<string, string> = { 'README.md': 'hello\n'
   for (const [path, text] of Object.entries(files)) repo.write(path, text);
   repo.commitAll('initial');
   return repo;
+}
+
+/** A stream that keeps what is written to it, for a CLI's stdout or stderr in a test. */
+export function capture(): { stream: PassThrough; text(): string } {
+  const stream = new PassThrough();
+  const parts: Buffer[] = [];
+  stream.on('data', (c: Buffer) => parts.push(c));
+  return { stream, text: () => Buffer.concat(parts).toString('utf8') };
 }

@@ -1,8 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { main, type Context, type ProgressEvent } from '@gsync/controller';
-import { NODE_TOOL, tempDir } from './git-repo.js';
+import { NODE_TOOL, capture, tempDir } from './git-repo.js';
 
 export interface TestContext extends Context {
   events: ProgressEvent[];
@@ -40,13 +39,8 @@ export function specFile(dir: string, name: string, text: string): string {
 
 /** `gsync-ctl` in this process, as a user runs it (no colour, no ssh-agent): its exit code and what it printed. */
 export async function runCtl(configDir: string, argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (c: Buffer) => out.push(c));
-  stderr.on('data', (c: Buffer) => err.push(c));
-  const io = { env: { ...process.env, NO_COLOR: '1', SSH_AUTH_SOCK: '' }, stdout, stderr, nodeToolPath: NODE_TOOL, pid: process.pid };
+  const [out, err] = [capture(), capture()];
+  const io = { env: { ...process.env, NO_COLOR: '1', SSH_AUTH_SOCK: '' }, stdout: out.stream, stderr: err.stream, nodeToolPath: NODE_TOOL, pid: process.pid };
   const code = await main(['--config-dir', configDir, ...argv], io);
-  return { code, out: Buffer.concat(out).toString('utf8'), err: Buffer.concat(err).toString('utf8') };
+  return { code, out: out.text(), err: err.text() };
 }

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pack } from 'tar-stream';
 import { FILES, PROTOCOL_VERSION, sha256, type TaskManifest } from '@gsync/core';
 import { main } from '@gsync/node';
-import { tempDir, type GitRepo } from '../../../test/helpers/git-repo.js';
+import { capture, tempDir, type GitRepo } from '../../../test/helpers/git-repo.js';
 
 export interface NodeRun {
   code: number;
@@ -14,14 +14,9 @@ export interface NodeRun {
 
 /** Runs the gsync-node CLI in this process, as a node would run it; `self` is the file its runs start from. */
 export async function runNodeCli(argv: string[], stdin: Readable, self: string): Promise<NodeRun> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (c: Buffer) => out.push(c));
-  stderr.on('data', (c: Buffer) => err.push(c));
-  const code = await main({ argv, env: process.env, stdin, stdout, stderr, self });
-  return { code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
+  const [out, err] = [capture(), capture()];
+  const code = await main({ argv, env: process.env, stdin, stdout: out.stream, stderr: err.stream, self });
+  return { code, stdout: out.text(), stderr: err.text() };
 }
 
 export interface TarOptions {
