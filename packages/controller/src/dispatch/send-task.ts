@@ -224,7 +224,7 @@ async function deliverOnce(session: Session, reserved: ReservedTask, links?: Nod
       session,
       at,
       'dispatched',
-      { dispatched_at: store.timestamp(), node_state: answer.start?.state ?? 'received', dispatch_pid: null, last_seen_at: store.timestamp() },
+      { dispatched_at: store.timestamp(), node_state: inert(answer.start?.state ?? 'received', 40), dispatch_pid: null, last_seen_at: store.timestamp() },
       {
         level: 'info',
         kind: 'dispatched',

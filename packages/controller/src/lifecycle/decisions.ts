@@ -93,10 +93,12 @@ export function finishStep(task: Named, answer: Extract<Answer, { kind: 'finishe
     return { to: 'empty', fields: { finished_at }, event: { level: 'info', kind: 'empty', message: `${on}: the agent changed nothing` } };
   }
   if (collected?.kind === 'rejected') {
+    // A reason may quote what the result carried (ref names, capabilities): kept inert and capped.
+    const reason = inert(collected.reason, 2000);
     return {
       to: 'rejected',
-      fields: { error: collected.reason, finished_at },
-      event: { level: 'error', kind: 'rejected', message: `${on} rejected: ${collected.reason}` },
+      fields: { error: reason, finished_at },
+      event: { level: 'error', kind: 'rejected', message: `${on} rejected: ${reason}` },
     };
   }
   const resultFields: TaskFields = collected
