@@ -27,30 +27,45 @@ function needsLook(status: TaskStatus | null): boolean {
 }
 
 /**
- * Resolves at the next change in one of `dirs` (status.json is replaced by a rename, which a
- * watch on its dir sees), or after `ms`. Where watching fails (a file system without
- * notifications, a dir not there yet) the time limit alone is the poll.
+ * Watches the task dirs for a new status.json (it is replaced by a rename, which a watch on
+ * its dir sees) for the whole wait; `next(ms)` resolves at the next one since the last look,
+ * or after `ms`. Where watching fails (a file system without notifications, a dir not there
+ * yet) the time limit alone is the poll.
  */
-function nextChange(dirs: readonly string[], ms: number, cancelled: Promise<void>): Promise<void> {
-  return new Promise((resolve) => {
-    const watchers: FSWatcher[] = [];
-    const done = () => {
-      clearTimeout(timer);
-      for (const w of watchers) w.close();
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    void cancelled.then(done);
-    for (const dir of dirs) {
-      try {
-        // Only status.json counts: the agent's log in the same dir may change many times a second.
-        const onEvent = (_event: string, file: string | Buffer | null) => (String(file) === FILES.status ? done() : undefined);
-        watchers.push(watch(dir, { persistent: false }, onEvent).on('error', () => undefined));
-      } catch {
-        // Polled instead.
-      }
+function statusWatch(dirs: readonly string[], cancelled: Promise<void>) {
+  let seen = false;
+  let wake: (() => void) | undefined;
+  const fire = () => {
+    seen = true;
+    wake?.();
+  };
+  void cancelled.then(fire);
+  const watchers: FSWatcher[] = [];
+  for (const dir of dirs) {
+    try {
+      // Only status.json counts: the agent's log in the same dir may change many times a second.
+      watchers.push(watch(dir, { persistent: false }, (_event, file) => (String(file) === FILES.status ? fire() : undefined)).on('error', () => undefined));
+    } catch {
+      // Polled instead.
     }
-  });
+  }
+  return {
+    next(ms: number): Promise<void> {
+      return new Promise((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          wake = undefined;
+          seen = false;
+          resolve();
+        };
+        const timer = setTimeout(done, seen ? 0 : ms);
+        wake = done;
+      });
+    },
+    close(): void {
+      for (const w of watchers) w.close();
+    },
+  };
 }
 
 /**
@@ -65,17 +80,20 @@ export async function waitForTasks(options: WaitOptions): Promise<{ changed: str
     hungUp = true;
   });
   const dirs = options.taskIds.map((id) => taskDir(options.workRoot, options.project, id));
+  const changes = statusWatch(dirs, options.cancelled);
   let nextKick = 0;
-  for (;;) {
-    const statuses = await Promise.all(
-      options.taskIds.map((id) => readStatus(taskPaths(taskDir(options.workRoot, options.project, id)).status).catch(() => null)),
-    );
-    const changed = options.taskIds.filter((_, i) => needsLook(statuses[i] ?? null));
-    if (changed.length > 0 || hungUp || Date.now() >= deadline) return { changed };
-    if (options.kick && Date.now() >= nextKick && statuses.some((s) => s?.state === 'queued')) {
-      await options.kick();
-      nextKick = Date.now() + KICK_EVERY_MS;
+  try {
+    for (;;) {
+      const statuses = await Promise.all(dirs.map((dir) => readStatus(taskPaths(dir).status).catch(() => null)));
+      const changed = options.taskIds.filter((_, i) => needsLook(statuses[i] ?? null));
+      if (changed.length > 0 || hungUp || Date.now() >= deadline) return { changed };
+      if (options.kick && Date.now() >= nextKick && statuses.some((s) => s?.state === 'queued')) {
+        await options.kick();
+        nextKick = Date.now() + KICK_EVERY_MS;
+      }
+      await changes.next(Math.min(options.pollMs ?? 1000, Math.max(deadline - Date.now(), 0)));
     }
-    await nextChange(dirs, Math.min(options.pollMs ?? 1000, Math.max(deadline - Date.now(), 0)), options.cancelled);
+  } finally {
+    changes.close();
   }
 }

@@ -108,7 +108,7 @@ export async function acceptTask(t: NodeTransport, node: NodeConfig, project: st
 
 /** Collects a command's output as lines, at most `cap` bytes; `line(n)` resolves once line n is complete or the output ends. */
 class Lines extends Writable {
-  private text = '';
+  private data = Buffer.alloc(0);
   private waiters: (() => void)[] = [];
   ended = false;
   overflow = false;
@@ -116,14 +116,15 @@ class Lines extends Writable {
     super();
   }
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (error?: Error | null) => void): void {
-    if (this.text.length + chunk.length > this.cap) {
+    if (this.data.length + chunk.length > this.cap) {
       // An error on the stream ends the command (see ExecBounds): nothing more is read.
       this.overflow = true;
       this.wake();
       done(new ProtocolError(`more than ${this.cap} bytes of answer`));
       return;
     }
-    this.text += chunk.toString('utf8');
+    // Kept as bytes and decoded per line: a character split across chunks stays whole.
+    this.data = Buffer.concat([this.data, chunk]);
     this.wake();
     done();
   }
@@ -136,8 +137,13 @@ class Lines extends Writable {
   }
   async line(n: number): Promise<string | undefined> {
     for (;;) {
-      const lines = this.text.split('\n');
-      if (lines.length > n + 1) return lines[n];
+      let start = 0;
+      for (let i = 0; ; i++) {
+        const end = this.data.indexOf(0x0a, start);
+        if (end === -1) break;
+        if (i === n) return this.data.subarray(start, end).toString('utf8');
+        start = end + 1;
+      }
       if (this.ended || this.overflow) return undefined;
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
