@@ -162,7 +162,10 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
       const dir = need(values, 'task-dir');
       const status = await runTask({ taskDir: dir, env: io.env });
       // Its slot is free now: the oldest queued task on this node takes it.
-      await kickQueue(workRootOfTask(dir), io.self, io.env);
+      // A kick that fails is said in node.log; the next report, collect or wait tries again.
+      await kickQueue(workRootOfTask(dir), io.self, io.env).catch((error: unknown) =>
+        io.stderr.write(`gsync-node: queued work not started: ${errorMessage(error)}\n`),
+      );
       out(status);
       return status.state === 'failed' ? 1 : 0;
     }

@@ -208,7 +208,13 @@ describe('the node queue (max_parallel)', () => {
       const starts = answers.map((a) => (JSON.parse(a.stdout) as { start: StartAnswer }).start);
       // Which accept starts which task depends on who takes the lock when; each says where its task is.
       for (const s of starts) expect(s.state === 'queued' ? s.position! >= 1 : isRun(s.state as NodeState) || isFinal(s.state as NodeState)).toBe(true);
-      await until('all eight are done', () => ids.every((id) => state(w, 'proj', id) === 'done'), 150_000);
+      // As a controller does while it waits: a report every second also starts queued work a run's own kick missed.
+      const reporter = setInterval(() => void node(['report', '--work-root', w.workRoot, '--project', 'proj', ...ids.flatMap((id) => ['--task', id])]), 1000);
+      try {
+        await until('all eight are done', () => ids.every((id) => state(w, 'proj', id) === 'done'), 150_000);
+      } finally {
+        clearInterval(reporter);
+      }
     } finally {
       clearInterval(sampler);
       clearInterval(releaser);
