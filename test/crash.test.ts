@@ -106,7 +106,11 @@ describe('gsync-ctl killed during pull-bundles', () => {
   const points = ['pull:after-download', 'pull:after-adopt', 'pull:after-incoming', 'pull:after-branch', 'pull:after-advance', 'pull:after-verify'];
   for (const point of points) {
     it(`at ${point}: pulling again merges each task exactly once and leaves nothing behind`, async () => {
-      const w = world(point === 'pull:after-verify' ? { verify_command: ['node', join(ROOT, 'fixtures/verify/no-broken.mjs')] } : {});
+      const w = world(
+        point === 'pull:after-verify'
+          ? { verify_command: ['node', join(ROOT, 'fixtures/verify/no-broken.mjs')], verify_readonly_paths: [join(ROOT, 'fixtures')] }
+          : {},
+      );
       for (const [i, file] of [
         [1, 'a.txt'],
         [2, 'b.txt'],

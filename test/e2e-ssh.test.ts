@@ -214,7 +214,12 @@ describe('the merge queue over real SSH', () => {
     nodes.agents = { fixer: ['node', join(world.agents, 'resolve.mjs'), '{spec_file}'] };
     writeFileSync(join(configDir, 'nodes.json'), JSON.stringify(nodes));
     writeConfig(configDir, nodes, {
-      queue: { repo_local: repo.dir, verify_command: ['node', join(ROOT, 'fixtures/verify/no-broken.mjs')], conflict_handler: 'fixer' },
+      queue: {
+        repo_local: repo.dir,
+        verify_command: ['node', join(ROOT, 'fixtures/verify/no-broken.mjs')],
+        verify_readonly_paths: [join(ROOT, 'fixtures')],
+        conflict_handler: 'fixer',
+      },
     });
     const ctx = testContext(configDir);
     await dispatch(ctx, { project: 'queue', spec: specFile(specs, '1.md', '# longer timeout\nset app/config.py 1 TIMEOUT = 60\n'), node: 'n1' });

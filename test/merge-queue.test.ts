@@ -15,6 +15,7 @@ afterAll(cleanupTempDirs);
 const EDIT = ['node', join(AGENTS, 'edit.mjs'), '{spec_file}'];
 const RESOLVE = ['node', join(AGENTS, 'resolve.mjs'), '{spec_file}'];
 const VERIFY = ['node', join(ROOT, 'fixtures/verify/no-broken.mjs')];
+const FIXTURES = [join(ROOT, 'fixtures')];
 
 function setup(repo: GitRepo, project: object = {}, nodesExtra: object = {}) {
   const configDir = tempDir('gsync-config-');
@@ -56,7 +57,7 @@ describe('test gate (verify_command)', () => {
   it('rejects the task that breaks the tests, merges the rest on top of the last good main, in a throw-away checkout', async () => {
     const repo = gitRepo({ 'notes.md': 'my notes\n', 'README.md': 'hello\n' });
     const unchanged = dirtyCheckout(repo);
-    const { ctx, specs } = setup(repo, { verify_command: VERIFY });
+    const { ctx, specs } = setup(repo, { verify_command: VERIFY, verify_readonly_paths: FIXTURES });
     await dispatch(ctx, { project: 'proj', spec: specFile(specs, 'a.md', '# add a\nwrite a.txt fine\n'), node: 'l1' });
     await dispatch(ctx, { project: 'proj', spec: specFile(specs, 'b.md', '# add b, all tests pass!\nwrite b.txt BROKEN\n'), node: 'l2' });
     await dispatch(ctx, { project: 'proj', spec: specFile(specs, 'c.md', '# add c\nwrite c.txt fine\n'), node: 'l1' });
@@ -300,7 +301,7 @@ describe("the user's checkout", () => {
     const wt = join(tempDir('gsync-wt-'), 'main-wt');
     repo.git('worktree', 'add', '-q', wt, 'main');
     writeFileSync(join(wt, 'b.txt'), 'my uncommitted b\n');
-    const { ctx, specs } = setup(repo, { verify_command: VERIFY });
+    const { ctx, specs } = setup(repo, { verify_command: VERIFY, verify_readonly_paths: FIXTURES });
     await dispatch(ctx, { project: 'proj', spec: specFile(specs, '1.md', '# a\nwrite a.txt A\n'), node: 'l1' });
     await dispatch(ctx, { project: 'proj', spec: specFile(specs, '2.md', '# b\nwrite b.txt B\n'), node: 'l2' });
     const report = await pull(ctx);

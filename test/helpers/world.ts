@@ -38,9 +38,15 @@ export function specFile(dir: string, name: string, text: string): string {
 }
 
 /** `gsync-ctl` in this process, as a user runs it (no colour, no ssh-agent): its exit code and what it printed. */
-export async function runCtl(configDir: string, argv: string[]): Promise<{ code: number; out: string; err: string }> {
+export async function runCtl(configDir: string, argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
   const [out, err] = [capture(), capture()];
-  const io = { env: { ...process.env, NO_COLOR: '1', SSH_AUTH_SOCK: '' }, stdout: out.stream, stderr: err.stream, nodeToolPath: NODE_TOOL, pid: process.pid };
+  const io = {
+    env: { ...process.env, NO_COLOR: '1', SSH_AUTH_SOCK: '', ...env },
+    stdout: out.stream,
+    stderr: err.stream,
+    nodeToolPath: NODE_TOOL,
+    pid: process.pid,
+  };
   const code = await main(['--config-dir', configDir, ...argv], io);
   return { code, out: out.text(), err: err.text() };
 }

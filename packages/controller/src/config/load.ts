@@ -118,6 +118,7 @@ export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
       ...p,
       name: projectName,
       repo_local: expandUserPath(p.repo_local, home, dir),
+      verify_readonly_paths: p.verify_readonly_paths.map((path) => expandUserPath(path, home, dir)),
       sync_mode: p.sync_mode ?? nodesData.git_config.default_sync_mode,
     });
     if (p.secrets) checkPolicy(p.secrets, projectsFile, `${projectName}.secrets`);

@@ -79,6 +79,10 @@ export const ProjectEntry = z.object({
   /** The test gate: run in a throw-away checkout of each merge before main moves. */
   verify_command: z.optional(argv),
   verify_timeout_seconds: z._default(positive, 1800),
+  /** How the test gate is confined: "sandbox" (bubblewrap; refused where it cannot run) or "none" (opt-in, unconfined). */
+  verify_isolation: z._default(z.enum(['sandbox', 'none']), 'sandbox'),
+  /** Paths the sandboxed test gate may read (toolchains under the home dir, a shared test suite). */
+  verify_readonly_paths: z._default(z.array(text), []),
   /** Agent (profile name or argv) that resolves conflicts; overrides git_config.conflict_handler. */
   conflict_handler: z.optional(agentRef),
   /** Added to nodes.json's "secrets" for this project. */

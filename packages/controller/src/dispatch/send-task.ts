@@ -6,6 +6,7 @@ import { transition } from '../lifecycle/transition.js';
 import { TaskClashError, acceptTask, openHelloAccept, type AcceptAnswer, type TaskFile } from '../node-api/calls.js';
 import { checkUsable, ensureNodeTool, needsInstall } from '../node-api/install.js';
 import { loadNodeTool, type NodeTool } from '../node-api/node-tool.js';
+import { testGateConfinement } from '../queue/test-gate.js';
 import { checkRepo, checkRepoShape } from '../repo.js';
 import { withNodeRetrying } from '../ssh/connect.js';
 import type { NodeLinks } from '../ssh/links.js';
@@ -63,6 +64,8 @@ export async function reserveNewTask(session: Session, req: TaskToSend, avoid: r
   const baseRef = `refs/heads/${project.main_branch}`;
   const base = { ref: baseRef, commit: await checkRepo(project, baseRef) };
   await checkRepoShape(project, base.commit);
+  // A result that could never pass a gate that cannot run is not worth an agent's time.
+  if (project.verify_command) await testGateConfinement(session.config, project, session.ctx.env);
   const files = specFiles(spec.text);
   const warnings = overlapWarnings(store, project.name, files);
   const { taskId, branch } = reserveTask(

@@ -10,7 +10,7 @@ import { attention, describe } from '../report/task-entry.js';
 import type { TaskRow } from '../store/store.js';
 import { handleConflict } from './conflict.js';
 import { advanceMain, mergeIdentity, planMerge, type MergePlan } from './merge.js';
-import { runTestGate } from './test-gate.js';
+import { runTestGate, testGateConfinement } from './test-gate.js';
 
 function seconds(from: string | null, to: string | null): number | undefined {
   if (!from || !to) return undefined;
@@ -149,7 +149,16 @@ async function testGate(
     message: `testing ${task.task_id} merged into ${project.main_branch}: ${project.verify_command!.join(' ')}`,
     data: { commit },
   });
-  const v = await runTestGate({ repo, commit, argv: project.verify_command!, timeoutSeconds: project.verify_timeout_seconds, logFile: log, env: ctx.env });
+  const confinement = await testGateConfinement(session.config, project, ctx.env);
+  const v = await runTestGate({
+    repo,
+    commit,
+    argv: project.verify_command!,
+    timeoutSeconds: project.verify_timeout_seconds,
+    logFile: log,
+    env: ctx.env,
+    confinement,
+  });
   const verify = { passed: v.passed, reason: v.reason, seconds: v.seconds, log, tail: v.tail };
   store.updateTask(project.name, task.task_id, { verify_log: log });
   if (!v.passed) {

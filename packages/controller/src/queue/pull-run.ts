@@ -14,6 +14,7 @@ import { withProjectLock } from '../store/lock.js';
 import { collectAll } from './collect-all.js';
 import { forecastConflicts, forecastTasks, mergeForecasts, type Forecast } from './forecast.js';
 import { mergeQueue } from './merge-queue.js';
+import { testGateConfinement } from './test-gate.js';
 import { waitForChange } from './watch.js';
 import { NodeLinks } from '../ssh/links.js';
 
@@ -52,6 +53,7 @@ export async function runPull(session: Session, project: ProjectConfig, options:
   const started_at = ctx.now().toISOString();
   const main_before = await checkRepo(project, mainRef);
   await checkReportsDir(ctx.configDir, project.name);
+  if (project.verify_command) await testGateConfinement(session.config, project, ctx.env);
   const run: RunState = { tasks: [], unreachable: [], timings: { collect_seconds: 0, forecast_seconds: 0, merge_seconds: 0 } };
   const links = new NodeLinks(session.connect);
   try {
