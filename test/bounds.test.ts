@@ -22,7 +22,7 @@ function badNodeBin(command: string, script: string): string {
   return bin;
 }
 
-function world(nodeBin?: string) {
+function world(nodeBin?: string, extra: { node?: object; project?: object } = {}) {
   const repo = gitRepo({ 'README.md': 'hello\n' });
   const configDir = tempDir('gsync-config-');
   const node = {
@@ -31,8 +31,9 @@ function world(nodeBin?: string) {
     agent: ['node', join(AGENTS, 'edit.mjs'), '{spec_file}'],
     answer_timeout_seconds: 2,
     ...(nodeBin ? { node_bin: nodeBin } : {}),
+    ...extra.node,
   };
-  writeConfig(configDir, { nodes: [node] }, { proj: { repo_local: repo.dir } });
+  writeConfig(configDir, { nodes: [node] }, { proj: { repo_local: repo.dir, ...extra.project } });
   const ctx = testContext(configDir);
   return { repo, ctx, specs: tempDir('gsync-specs-'), tasks: join(configDir, 'nodes/l1/dispatch/proj/tasks') };
 }
@@ -98,6 +99,85 @@ describe('bounded reads from a node', () => {
       expect(outcome.S01?.reason).toMatch(/announced|more than the announced/);
       expect(outcome.S02?.outcome).toBe('merged');
       expect(w.repo.git('show', 'main:b.txt')).toBe('b\n');
+    }
+  });
+});
+
+describe('--timeout bounds a whole command', () => {
+  const patient = { node: { answer_timeout_seconds: 300 } };
+
+  it('pull: a collect that never answers is ended at --timeout, long before answer_timeout_seconds', async () => {
+    const w = world(badNodeBin('collect', 'exec sleep 600'), patient);
+    await dispatch(w.ctx, { project: 'proj', spec: specFile(w.specs, 'a.md', 'write a.txt a\n') });
+    await finished(w.tasks, ['S01']);
+    const started = Date.now();
+    const r = await runCtl(w.ctx.configDir, ['pull', '--project', 'proj', '--timeout', '3']);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(r.code).toBe(5);
+    expect(r.out + r.err).toContain("ran past gsync-ctl's --timeout; it was ended");
+    expect(w.repo.git('for-each-ref', 'refs/heads/main', '--format=%(objectname)').trim()).toBe(w.repo.head('main'));
+    // The task is still there to collect: a pull without the hang merges it.
+    writeConfig(
+      w.ctx.configDir,
+      { nodes: [{ name: 'l1', transport: 'local', agent: ['node', join(AGENTS, 'edit.mjs'), '{spec_file}'] }] },
+      { proj: { repo_local: w.repo.dir } },
+    );
+    expect((await runCtl(w.ctx.configDir, ['pull', '--project', 'proj'])).code).toBe(0);
+    expect(w.repo.git('show', 'main:a.txt')).toBe('a\n');
+  });
+
+  it('dispatch: an accept that never answers is ended at --timeout, and the next pull settles the task', async () => {
+    const w = world(badNodeBin('accept', 'exec sleep 600'), patient);
+    const started = Date.now();
+    const r = await runCtl(w.ctx.configDir, ['dispatch', '--project', 'proj', '--spec', specFile(w.specs, 'a.md', 'write a.txt a\n'), '--timeout', '3']);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(r.code).toBe(5);
+    expect(r.err).toContain("ran past gsync-ctl's --timeout");
+    expect(
+      r.err
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('gsync-ctl:')),
+    ).toHaveLength(1);
+    // The task never reached the node (its accept only slept): the next pull asks, and lets the id go.
+    writeConfig(
+      w.ctx.configDir,
+      { nodes: [{ name: 'l1', transport: 'local', agent: ['node', join(AGENTS, 'edit.mjs'), '{spec_file}'] }] },
+      { proj: { repo_local: w.repo.dir } },
+    );
+    const pulled = await runCtl(w.ctx.configDir, ['--json', 'pull', '--project', 'proj']);
+    expect(pulled.code).toBe(0);
+    expect(pulled.err).toContain('S01: an interrupted dispatch never reached l1; its id is free again');
+    expect(JSON.parse((await runCtl(w.ctx.configDir, ['--json', 'status', '--project', 'proj'])).out)).toEqual([]);
+  });
+
+  it('pull --wait: a test gate still running at --timeout judges nothing; the task is tested again next time', async () => {
+    const w = world(undefined, { project: { verify_command: ['sh', '-c', 'sleep 60'], verify_isolation: 'none' } });
+    await dispatch(w.ctx, { project: 'proj', spec: specFile(w.specs, 'a.md', 'write a.txt a\n') });
+    await finished(w.tasks, ['S01']);
+    const started = Date.now();
+    const r = await runCtl(w.ctx.configDir, ['--json', 'pull', '--project', 'proj', '--wait', '--timeout', '4']);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    const report = JSON.parse(r.out) as { tasks: { task_id: string; outcome: string; reason: string }[] };
+    expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([['S01', 'waiting']]);
+    expect(report.tasks[0]!.reason).toBe("gsync-ctl's --timeout passed while its test gate ran; not judged");
+    expect(w.repo.git('ls-tree', '--name-only', 'main')).not.toContain('a.txt');
+
+    writeConfig(
+      w.ctx.configDir,
+      { nodes: [{ name: 'l1', transport: 'local', agent: ['node', join(AGENTS, 'edit.mjs'), '{spec_file}'] }] },
+      { proj: { repo_local: w.repo.dir, verify_command: ['true'], verify_isolation: 'none' } },
+    );
+    expect((await runCtl(w.ctx.configDir, ['pull', '--project', 'proj'])).code).toBe(0);
+    expect(w.repo.git('show', 'main:a.txt')).toBe('a\n');
+  });
+
+  it('refuses a --timeout that is not a positive number, with exit 2', async () => {
+    const w = world();
+    for (const bad of ['0', '-1', 'soon']) {
+      const r = await runCtl(w.ctx.configDir, ['status', '--project', 'proj', '--timeout', bad]);
+      expect(r.code).toBe(2);
+      expect(r.err.trim()).toBe('gsync-ctl: --timeout must be a number of seconds above 0, such as --timeout 600');
     }
   });
 });

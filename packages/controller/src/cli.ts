@@ -33,6 +33,7 @@ interface Global {
   json: boolean;
   acceptNew: boolean;
   color: boolean;
+  timeout?: number;
 }
 
 /**
@@ -58,6 +59,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       pid: io.pid,
       nodeToolPath: io.nodeToolPath,
       acceptNew: g.acceptNew,
+      deadline: g.timeout === undefined ? undefined : Date.now() + g.timeout * 1000,
       onEvent: (e) => {
         if (!g.json || e.level !== 'info') say(renderEvent(c, e));
       },
@@ -71,9 +73,15 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON' })
     .option('verbose', { type: 'boolean', default: false, describe: 'show error details' })
     .option('accept-new', { type: 'boolean', default: false, describe: 'record the host key of a node never seen before' })
+    .option('timeout', {
+      type: 'number',
+      describe:
+        'give up after this many seconds: node commands still running are ended, nothing new starts, what was done is reported (pull --wait stops waiting)',
+    })
     .option('color', { type: 'boolean', default: true, hidden: true })
     .middleware((g) => {
       verbose = Boolean(g.verbose);
+      if (g.timeout !== undefined && !(g.timeout > 0)) throw new UsageError('--timeout must be a number of seconds above 0, such as --timeout 600');
     })
     .command(
       'dispatch',
@@ -122,7 +130,6 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           .option('project', { type: 'string', demandOption: true })
           .option('wait', { type: 'boolean', default: false, describe: 'keep polling until no task is running' })
           .option('interval', { type: 'number', default: 5, describe: 'seconds between polls with --wait' })
-          .option('timeout', { type: 'number', describe: 'stop waiting after this many seconds' })
           .option('any-order', { type: 'boolean', default: false, describe: 'merge each task once collected, not strictly in dispatch order' }),
       async (a) => {
         const { pullBundles } = await import('./commands/pull.js');

@@ -23,6 +23,8 @@ export interface Context {
   pid: number;
   nodeToolPath: string;
   acceptNew: boolean;
+  /** When the whole command must be over (ms since the epoch, `--timeout`): node commands still running then are ended. */
+  deadline?: number;
   onEvent: (event: ProgressEvent) => void;
 }
 
@@ -48,7 +50,7 @@ export async function openSession(ctx: Context): Promise<Session> {
     ctx,
     config,
     store,
-    connect: { config, home: ctx.home, env: ctx.env, acceptNew: ctx.acceptNew },
+    connect: { config, home: ctx.home, env: ctx.env, acceptNew: ctx.acceptNew, deadline: ctx.deadline },
     log(event) {
       store.addEvent({ project: event.project, task_id: event.task_id, node: event.node, kind: event.kind, message: event.message, data: event.data });
       ctx.onEvent(event);

@@ -10,6 +10,7 @@ import { attention, describe } from '../report/task-entry.js';
 import type { TaskRow } from '../store/store.js';
 import { handleConflict } from './conflict.js';
 import { advanceMain, mergeIdentity, planMerge, type MergePlan } from './merge.js';
+import { pastDeadline } from '../ssh/connect.js';
 import { runTestGate, testGateConfinement } from './test-gate.js';
 
 function seconds(from: string | null, to: string | null): number | undefined {
@@ -39,7 +40,7 @@ export async function mergeQueue(session: Session, project: ProjectConfig, mainR
       run_seconds: seconds(task.dispatched_at, task.finished_at),
       ...(task.resolves ? { resolves: task.resolves } : {}),
     };
-    const waitFor = mergeTurn(task, firstOpen, anyOrder);
+    const waitFor = pastDeadline(session.connect) ? "gsync-ctl's --timeout passed before its turn" : mergeTurn(task, firstOpen, anyOrder);
     if (waitFor) {
       tasks.push(describe(task, 'waiting', { ...facts, reason: waitFor, next_step: 'run pull-bundles again later, or with --any-order' }));
       continue;
@@ -90,6 +91,8 @@ async function mergeOne(
   if (plan.kind === 'ready' && project.verify_command) {
     const gate = await testGate(session, project, task, plan.commit);
     verify = gate.verify;
+    if (gate.cutShort)
+      return describe(task, 'waiting', { ...facts, reason: gate.verify.reason, next_step: 'run pull-bundles again (its test gate runs again)', verify });
     if (!gate.passed) return { ...attention(gate.row, project), ...facts, verify };
   }
   const outcome =
@@ -134,7 +137,7 @@ async function testGate(
   project: ProjectConfig,
   task: TaskRow,
   commit: string,
-): Promise<{ passed: boolean; row: TaskRow; verify: NonNullable<ReportTask['verify']> }> {
+): Promise<{ passed: boolean; cutShort?: boolean; row: TaskRow; verify: NonNullable<ReportTask['verify']> }> {
   const { store, ctx } = session;
   const repo = project.repo_local;
   const at = { project: project.name, task_id: task.task_id, node: task.node };
@@ -150,17 +153,25 @@ async function testGate(
     data: { commit },
   });
   const confinement = await testGateConfinement(session.config, project, ctx.env);
+  // The command's --timeout cuts the gate short; that judges nothing, the task is tested again next time.
+  const left = ctx.deadline === undefined ? Infinity : Math.max(0.001, (ctx.deadline - Date.now()) / 1000);
+  const cut = left < project.verify_timeout_seconds;
   const v = await runTestGate({
     repo,
     commit,
     argv: project.verify_command!,
-    timeoutSeconds: project.verify_timeout_seconds,
+    timeoutSeconds: Math.min(project.verify_timeout_seconds, left),
     logFile: log,
     env: ctx.env,
     confinement,
   });
   const verify = { passed: v.passed, reason: v.reason, seconds: v.seconds, log, tail: v.tail };
   store.updateTask(project.name, task.task_id, { verify_log: log });
+  if (v.timedOut && cut) {
+    const reason = "gsync-ctl's --timeout passed while its test gate ran; not judged";
+    session.log({ ...at, level: 'warn', kind: 'verify_cut_short', message: `${task.task_id}: ${reason}` });
+    return { passed: false, cutShort: true, row: task, verify: { ...verify, reason } };
+  }
   if (!v.passed) {
     const reason = `the merged tree failed the test gate: ${v.reason}`;
     const row = transition(

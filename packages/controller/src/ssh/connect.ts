@@ -11,19 +11,32 @@ export interface ConnectContext {
   home: string;
   env: NodeJS.ProcessEnv;
   acceptNew: boolean;
+  /** gsync-ctl's --timeout (ms since the epoch): no node is contacted after it, every command is ended at it. */
+  deadline?: number;
+}
+
+/** Past the command's --timeout nothing new is started on a node. */
+export function pastDeadline(ctx: Pick<ConnectContext, 'deadline'>): boolean {
+  return ctx.deadline !== undefined && Date.now() >= ctx.deadline;
 }
 
 export async function connectNode(ctx: ConnectContext, node: NodeConfig): Promise<NodeTransport> {
-  if (node.transport === 'local') return answering(await openLocalTransport(node.name, node.home!, ctx.env), node);
+  if (pastDeadline(ctx)) throw new SshError(node.name, 'remote', "not contacted: gsync-ctl's --timeout has passed");
+  if (node.transport === 'local') return answering(await openLocalTransport(node.name, node.home!, ctx.env), node, ctx.deadline);
   const target = await resolveSshTarget({ node, sshConfig: ctx.config.sshConfig, home: ctx.home, env: ctx.env });
-  return answering(await openSshTransport({ node: node.name, target, acceptNew: ctx.acceptNew }), node);
+  // Connecting, too, gives up at the command's --timeout.
+  if (ctx.deadline !== undefined) target.connectTimeoutSeconds = Math.max(0.001, Math.min(target.connectTimeoutSeconds, (ctx.deadline - Date.now()) / 1000));
+  return answering(await openSshTransport({ node: node.name, target, acceptNew: ctx.acceptNew }), node, ctx.deadline);
 }
 
-/** Every command on the node is ended after answer_timeout_seconds of silence, unless the call allows more. */
-function answering(t: NodeTransport, node: NodeConfig): NodeTransport {
+/**
+ * Every command on the node is ended after answer_timeout_seconds of silence, unless the
+ * call allows more, and at the command's --timeout whatever it is doing.
+ */
+function answering(t: NodeTransport, node: NodeConfig, deadline: number | undefined): NodeTransport {
   return {
     node: t.node,
-    exec: (argv, options = {}) => t.exec(argv, { idleSeconds: node.answer_timeout_seconds, ...options }),
+    exec: (argv, options = {}) => t.exec(argv, { idleSeconds: node.answer_timeout_seconds, deadline, ...options }),
     close: () => t.close(),
   };
 }
@@ -69,7 +82,7 @@ export async function withNodeRetrying<T>(
         throw error;
       }
     } catch (error) {
-      if (!isTransient(error) || attempt > retries) throw error;
+      if (!isTransient(error) || attempt > retries || pastDeadline(ctx)) throw error;
       const delayMs = 500 * 2 ** (attempt - 1);
       onRetry(error, attempt, delayMs);
       await sleep(delayMs);

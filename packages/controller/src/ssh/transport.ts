@@ -10,6 +10,8 @@ export interface ExecOptions {
   maxOutputBytes?: number;
   /** The command is ended when no byte moves either way for this long (default IDLE_SECONDS). */
   idleSeconds?: number;
+  /** The command is ended at this moment (ms since the epoch): the gsync-ctl command's --timeout. */
+  deadline?: number;
 }
 
 /** The most a collected answer may be: far above any honest one, far below what would hurt. */
@@ -29,6 +31,7 @@ export class ExecBounds {
   private outBytes = 0;
   private err = Buffer.alloc(0);
   private timer: NodeJS.Timeout | undefined;
+  private readonly deadlineTimer: NodeJS.Timeout | undefined;
   private ended = false;
 
   constructor(
@@ -37,6 +40,10 @@ export class ExecBounds {
     private readonly abort: (error: SshError) => void,
   ) {
     this.moved();
+    if (options.deadline !== undefined) {
+      this.deadlineTimer = setTimeout(() => this.trip("ran past gsync-ctl's --timeout", 'transfer'), Math.max(0, options.deadline - Date.now()));
+      this.deadlineTimer.unref?.();
+    }
     options.stdout?.on('error', (error: Error) => this.trip(`stopped reading: ${error.message}`));
   }
 
@@ -71,12 +78,14 @@ export class ExecBounds {
   done(): void {
     this.ended = true;
     clearTimeout(this.timer);
+    clearTimeout(this.deadlineTimer);
   }
 
-  private trip(reason: string): void {
+  /** Ends the command. Cut at the deadline it counts as a cut link ('transfer'): what it was sending may have arrived. */
+  private trip(reason: string, kind: 'remote' | 'transfer' = 'remote'): void {
     if (this.ended) return;
     this.done();
-    this.abort(new SshError(this.node, 'remote', `the remote command ${reason}; it was ended`));
+    this.abort(new SshError(this.node, kind, `the remote command ${reason}; it was ended`));
   }
 }
 
