@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { createRequire } from 'node:module';
 import type Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { accessSync, constants, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ConfigError } from '@gsync/core/errors';
 import { MIGRATIONS } from './migrations.js';
@@ -111,6 +111,12 @@ export class Store {
     try {
       mkdirSync(dirname(file), { recursive: true });
       this.db = new (openSqlite())(file);
+      // SQLite opens a file it may not write read-only without a word, and fails at the first write.
+      try {
+        accessSync(file, constants.W_OK);
+      } catch {
+        throw Object.assign(new Error(`${file} is read-only`), { code: 'SQLITE_READONLY' });
+      }
       this.db.pragma('busy_timeout = 10000');
       // Switching a new file to WAL takes an exclusive lock without waiting on the busy
       // handler: a controller opening the store while another creates it tries again.
@@ -120,7 +126,7 @@ export class Store {
     } catch (error) {
       const code = String((error as { code?: string }).code ?? '');
       if (!/^(SQLITE_CANTOPEN|SQLITE_READONLY|SQLITE_PERM|SQLITE_AUTH|EACCES|EPERM|EROFS)/.test(code)) throw error;
-      throw new ConfigError(file, '', `cannot open the store (${code}): the config dir must be writable by this user`, {
+      throw new ConfigError(file, '', `cannot open the store (${code}): the config dir and the store in it must be writable by this user`, {
         hint: 'fix the permissions of the config dir, or point --config-dir / GSYNC_HOME at a writable folder',
         cause: error,
       });
