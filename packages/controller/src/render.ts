@@ -56,7 +56,13 @@ export function renderRunSummary(c: ChalkInstance, r: RunReport): string {
     const head = `${t.task_id} ${c.dim(`(${t.node})`)}`;
     switch (t.outcome) {
       case 'merged':
-        return `${c.green('merged    ')} ${head} ${t.branch} → ${t.merge_commit?.slice(0, 12)}  ${c.dim(`${t.changed_paths?.length ?? 0} path(s)`)}`;
+        return `${c.green('merged    ')} ${head} ${t.branch} → ${t.merge_commit?.slice(0, 12)}  ${c.dim(`${t.changed_paths?.length ?? 0} path(s)`)}${
+          t.edits_during_merge
+            ? c.yellow(
+                `\n           your saves during the merge were kept: ${paths([...t.edits_during_merge.kept, ...t.edits_during_merge.aside.map((a) => `${a.path} (old file at ${a.saved})`)])}`,
+              )
+            : ''
+        }`;
       case 'conflicted':
         return `${c.red('CONFLICT  ')} ${head} ${t.branch}: ${paths(t.conflict_paths)}${t.resolution_task ? c.dim(` (resolving: ${t.resolution_task})`) : ''}`;
       case 'empty':

@@ -13,3 +13,4 @@ export * as gitOps from './git.js';
 export { git, spawnGit, ZERO_OID, type GitOptions, type GitProcess, type GitResult } from './git.js';
 export * from './secrets.js';
 export * from './inert.js';
+export * from './checkout.js';

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { ZERO_OID, failpoint, gitOps } from '@gsync/core';
+import { ZERO_OID, failpoint, gitOps, inert } from '@gsync/core';
 import type { ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
 import { mergeTurn } from '../lifecycle/decisions.js';
@@ -9,7 +9,7 @@ import type { ReportTask } from '../report/report.js';
 import { attention, describe } from '../report/task-entry.js';
 import type { TaskRow } from '../store/store.js';
 import { handleConflict } from './conflict.js';
-import { advanceMain, mergeIdentity, planMerge, type MergePlan } from './merge.js';
+import { advanceMain, mergeIdentity, planMerge, type MergeOutcome, type MergePlan } from './merge.js';
 import { pastDeadline } from '../ssh/connect.js';
 import { runTestGate, testGateConfinement } from './test-gate.js';
 
@@ -97,8 +97,14 @@ async function mergeOne(
   }
   const outcome =
     plan.kind === 'already'
-      ? ({ kind: 'merged', commit: plan.commit, already: true } as const)
-      : await advanceMain(project.repo_local, mainRef, plan.main, plan.commit);
+      ? ({ kind: 'merged', commit: plan.commit, already: true } as MergeOutcome)
+      : await advanceMain(
+          project.repo_local,
+          mainRef,
+          plan.main,
+          plan.commit,
+          join(session.ctx.configDir, 'reports', project.name, task.task_id, 'saved-during-merge'),
+        );
   failpoint('pull:after-advance');
   const gated = verify ? { verify } : {};
   if (outcome.kind !== 'merged') {
@@ -128,7 +134,27 @@ async function mergeOne(
       { level: 'info', kind: 'resolved', message: `${task.resolves}'s conflict was resolved by ${task.task_id}, now merged` },
     );
   }
-  return describe(row, 'merged', { ...facts, merge_commit: outcome.commit, ...gated });
+  if (outcome.edits) {
+    const { kept, aside } = outcome.edits;
+    session.log({
+      ...at,
+      level: 'warn',
+      kind: 'edits_during_merge',
+      message: `${task.task_id}: saves made in the checkout while it was updated were kept: ${[
+        ...(kept.length > 0
+          ? [
+              `${kept.length} file(s) hold your version (git diff shows it against the merged ${project.main_branch}): ${kept
+                .slice(0, 10)
+                .map((p) => inert(p))
+                .join(', ')}${kept.length > 10 ? ', ...' : ''}`,
+            ]
+          : []),
+        ...aside.map((a) => `${inert(a.path)} saved at ${inert(a.saved)}`),
+      ].join('; ')}`,
+      data: outcome.edits,
+    });
+  }
+  return describe(row, 'merged', { ...facts, merge_commit: outcome.commit, ...gated, ...(outcome.edits ? { edits_during_merge: outcome.edits } : {}) });
 }
 
 /** Runs verify_command on the merge commit (kept reachable by the staging ref meanwhile); a failure rejects the task. */

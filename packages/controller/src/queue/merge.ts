@@ -1,10 +1,16 @@
 import { existsSync } from 'node:fs';
-import { gitOps } from '@gsync/core';
+import { fastForwardCheckout, gitOps } from '@gsync/core';
 
 export type MergeOutcome =
-  | { kind: 'merged'; commit: string; already: boolean }
+  | { kind: 'merged'; commit: string; already: boolean; edits?: EditsDuringMerge }
   | { kind: 'conflicted'; paths: string[]; messages: string[] }
   | { kind: 'blocked'; reason: string };
+
+/** Saves the user made while the checkout was being updated: kept in the checkout, or old files kept aside. */
+export interface EditsDuringMerge {
+  kept: string[];
+  aside: { path: string; saved: string }[];
+}
 
 export interface MergeRequest {
   repo: string;
@@ -39,7 +45,7 @@ export async function planMerge(req: MergeRequest): Promise<MergePlan> {
  * compare-and-swap (update-ref NEW OLD), or by `merge --ff-only` in the worktree
  * that has main checked out, which refuses rather than overwrite local changes.
  */
-export async function advanceMain(repo: string, mainRef: string, main: string, commit: string): Promise<MergeOutcome> {
+export async function advanceMain(repo: string, mainRef: string, main: string, commit: string, asideDir: string): Promise<MergeOutcome> {
   // A worktree whose folder is gone (prunable) checks nothing out; one rebasing, bisecting or
   // merging main keeps it busy, though its HEAD may be detached: main does not move under it.
   const worktrees = (await gitOps.listWorktrees(repo)).filter((w) => !w.bare && existsSync(w.path));
@@ -58,17 +64,15 @@ export async function advanceMain(repo: string, mainRef: string, main: string, c
     return { kind: 'merged', commit, already: false };
   }
   if ((await gitOps.resolveCommit(repo, mainRef)) !== main) return { kind: 'blocked', reason: 'main moved while merging; run again' };
-  const r = await gitOps.mergeFastForward(checkout.path, commit);
-  if (r.exitCode !== 0) {
+  // File by file, so that a save made while the checkout moves is never overwritten (see core's checkout.ts).
+  const r = await fastForwardCheckout(checkout.path, mainRef, main, commit, asideDir, 'gsync: merge');
+  if (r.kind === 'refused') {
     if ((await gitOps.resolveCommit(repo, mainRef)) !== main) return { kind: 'blocked', reason: 'main moved while merging; run again' };
-    const files = r.stderr
-      .split('\n')
-      .filter((l) => l.startsWith('\t'))
-      .map((l) => l.trim());
-    const what = files.length > 0 ? `uncommitted changes to ${files.join(', ')}` : (r.stderr.trim().split('\n')[0] ?? 'the checkout refused');
+    const what = r.paths.length > 0 ? `uncommitted changes to ${r.paths.join(', ')}` : r.message;
     return { kind: 'blocked', reason: `waiting: the merge would touch ${what} in ${checkout.path}; commit or stash them, then run again` };
   }
-  return { kind: 'merged', commit, already: false };
+  const edits = r.kept.length + r.aside.length > 0 ? { kept: r.kept, aside: r.aside } : undefined;
+  return { kind: 'merged', commit, already: false, ...(edits ? { edits } : {}) };
 }
 
 /** The user's identity when git has one, else a neutral one for gsync's merge commits. */

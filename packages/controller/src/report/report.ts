@@ -28,6 +28,8 @@ export interface ReportTask {
   /** For a conflicted task: the resolution spec written for it, and the task dispatched with it. */
   resolution_spec?: string;
   resolution_task?: string;
+  /** Saves the user made in the checkout while this merge updated it: kept there, or the old file kept aside. */
+  edits_during_merge?: { kept: string[]; aside: { path: string; saved: string }[] };
   /** Files the node kept out of the result as secrets; they are still on the node. */
   withheld?: { path: string; rule: string }[];
 }
@@ -103,6 +105,12 @@ function taskSection(t: ReportTask): string[] {
     lines.push(
       `- withheld on the node as secrets (not sent, not merged): ${t.withheld.map((w) => `${inertCode(w.path)} (${inertMarkdown(w.rule)})`).join(', ')}`,
     );
+  }
+  if (t.edits_during_merge) {
+    const { kept, aside } = t.edits_during_merge;
+    if (kept.length > 0)
+      lines.push(`- saved in the checkout while this merge updated it, and kept (your version; \`git diff\` shows it against the merge): ${list(kept)}`);
+    for (const a of aside) lines.push(`- ${inertCode(a.path)} was saved into the old file while it was replaced; that file is kept at ${inertCode(a.saved)}`);
   }
   if (t.reason) lines.push(`- why: ${inertMarkdown(t.reason, 2000)}`);
   if (t.resolution_spec) lines.push(`- resolution spec: \`${t.resolution_spec}\``);
