@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -154,6 +154,19 @@ describe('the confined test gate', () => {
     const survivors = spawnSync('pgrep', ['-f', marker], { encoding: 'utf8' });
     expect(survivors.stdout).toBe('');
     expect(survivors.status).toBe(1);
+  });
+
+  it('a gate that prints without end costs at most 32 MiB of log, and still says how it ended', async () => {
+    const w = world({ verify_command: ['sh', '-c', 'head -c 200000000 /dev/zero | tr "\\0" x; exit 1'] });
+    await dispatch(w.ctx, { project: 'proj', spec: specFile(w.specs, 'a.md', '# add a\nwrite a.txt a\n') });
+    const report = await pullBundles(w.ctx, { project: 'proj', wait: true, interval: 0.1, timeout: 60 });
+    const task = report.tasks[0]!;
+    expect(task.outcome).toBe('rejected');
+    expect(task.reason).toBe('the merged tree failed the test gate: verify_command exited with code 1');
+    const size = statSync(task.verify!.log).size;
+    expect(size).toBeGreaterThanOrEqual(32 * 1024 * 1024);
+    expect(size).toBeLessThan(32 * 1024 * 1024 + 200);
+    expect(task.verify!.tail).toContain('[gsync: the output went on past 33554432 bytes; the rest was not kept]');
   });
 
   it('a read-only path that does not exist is named before anything is sent', async () => {

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import type { Readable } from 'node:stream';
 
 export interface GroupRun {
   exitCode: number | null;
@@ -16,6 +17,11 @@ export interface GroupRunOptions {
   timeoutMs: number;
   killGraceMs: number;
   onStart?: (pid: number) => void | Promise<void>;
+  /**
+   * At most this many bytes of output reach the log; the rest is read and dropped. Without
+   * it the command writes to the log file directly (and may outlive this process).
+   */
+  maxLogBytes?: number;
 }
 
 /** True while a process with this pid exists (EPERM: it exists, owned by someone else). */
@@ -53,17 +59,33 @@ export function runInProcessGroup(options: GroupRunOptions): Promise<GroupRun> {
     const child = spawn(command, args, {
       cwd: options.cwd,
       env: options.env,
-      stdio: ['ignore', log, log],
+      stdio: options.maxLogBytes === undefined ? ['ignore', log, log] : ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
+    let logged = 0;
+    const cap = options.maxLogBytes ?? Infinity;
+    const copy = (chunk: Buffer): void => {
+      if (logged >= cap) return;
+      const part = chunk.subarray(0, cap - logged);
+      writeSync(log, part);
+      logged += part.length;
+      if (logged >= cap) writeSync(log, `\n[gsync: the output went on past ${cap} bytes; the rest was not kept]\n`);
+    };
+    const outputs = [child.stdout, child.stderr].filter((s): s is Readable => !!s);
+    for (const s of outputs) s.on('data', copy);
     const finish = (run: GroupRun): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       clearTimeout(killer);
       if (child.pid) killGroup(child.pid, 'SIGKILL');
-      closeSync(log);
-      resolve(run);
+      // What is still in the pipes is read before the log closes (briefly: the group is dead).
+      const drained = outputs.map((s) => new Promise((done) => (s.readableEnded || s.destroyed ? done(undefined) : s.once('close', done))));
+      void Promise.race([Promise.all(drained), new Promise((done) => setTimeout(done, 2000))]).then(() => {
+        for (const s of outputs) s.destroy();
+        closeSync(log);
+        resolve(run);
+      });
     };
     let killer: NodeJS.Timeout | undefined;
     const timer = setTimeout(() => {

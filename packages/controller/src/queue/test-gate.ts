@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { execa } from 'execa';
@@ -122,8 +122,24 @@ export interface TestGateOutcome {
   seconds: number;
 }
 
+/** A test suite's log is kept up to this size: the result's code decides what it prints. */
+export const MAX_LOG_BYTES = 32 * 1024 * 1024;
 const TAIL_LINES = 30;
 const TAIL_CHARS = 4000;
+
+/** The last `bytes` of a file, as text ('' when it cannot be read). */
+async function readEnd(file: string, bytes: number): Promise<string> {
+  const handle = await open(file, 'r').catch(() => undefined);
+  if (!handle) return '';
+  try {
+    const { size } = await handle.stat();
+    const length = Math.min(size, bytes);
+    const { buffer } = await handle.read(Buffer.alloc(length), 0, length, size - length);
+    return buffer.toString('utf8');
+  } finally {
+    await handle.close();
+  }
+}
 
 export function outputTail(text: string): string {
   const lines = text.replace(/\s+$/, '').split('\n').slice(-TAIL_LINES).join('\n');
@@ -164,8 +180,9 @@ export async function runTestGate(req: TestGateRequest): Promise<TestGateOutcome
       env: testGateEnv(req.env, req.commit),
       timeoutMs: req.timeoutSeconds * 1000,
       killGraceMs: 5000,
+      maxLogBytes: MAX_LOG_BYTES,
     });
-    const tail = outputTail(await readFile(req.logFile, 'utf8').catch(() => ''));
+    const tail = outputTail(await readEnd(req.logFile, 64 * 1024));
     const passed = !run.timedOut && !run.error && run.exitCode === 0;
     const reason = run.timedOut
       ? `verify_command ran longer than ${req.timeoutSeconds}s and was killed`
