@@ -6,7 +6,7 @@ import { BusyError, ConfigError, GsyncError, SshError, UsageError, errorMessage 
 import { inert } from '@gsync/core/inert';
 import type { Context } from './context.js';
 import { EXIT } from './exit-codes.js';
-import { renderEvent, renderForecast, renderRunSummary, renderStatus } from './render.js';
+import { renderCleanup, renderEvent, renderForecast, renderRunSummary, renderStatus } from './render.js';
 
 export interface CliIo {
   env: NodeJS.ProcessEnv;
@@ -196,7 +196,23 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         print(a.json ? JSON.stringify(rows, null, 2) : renderStatus(c, rows));
       },
     )
-    .demandCommand(1, 'name a command: dispatch, pull-bundles, conflicts, resolve, retry or status')
+    .command(
+      'cleanup',
+      'remove what finished tasks left: merged branches, gsync refs, reports, task dirs on the nodes; old events',
+      (y) =>
+        y
+          .option('project', { type: 'string', describe: 'project name from projects.json' })
+          .option('all', { type: 'boolean', default: false, describe: 'every project' })
+          .option('older-than', { type: 'string', describe: 'only what finished longer ago than this: 30d, 12h, 90m, 45s (default: 0, everything finished)' })
+          .option('dry-run', { type: 'boolean', default: false, describe: 'list what would go and how many bytes it frees; remove nothing' }),
+      async (a) => {
+        const { cleanup } = await import('./commands/cleanup.js');
+        const r = await cleanup(context(a as unknown as Global), { project: a.project, all: a.all, olderThan: a.olderThan, dryRun: a.dryRun });
+        print(a.json ? JSON.stringify(r, null, 2) : renderCleanup(c, r));
+        if (r.unreachable.length > 0) exitCode = EXIT.ssh;
+      },
+    )
+    .demandCommand(1, 'name a command: dispatch, pull-bundles, conflicts, resolve, retry, status or cleanup')
     .strict()
     .help()
     .version(false)

@@ -6,6 +6,7 @@ export { conflicts } from './commands/conflicts.js';
 export { resolve } from './commands/resolve.js';
 export { retry } from './commands/retry.js';
 export { status } from './commands/status.js';
+export { cleanup, parseAge, type CleanupResult } from './commands/cleanup.js';
 export { expandUserPath, getNode, getProject, loadConfig, resolveAgent, type Config, type NodeConfig, type ProjectConfig } from './config.js';
 export type { Context, ProgressEvent } from './context.js';
 export { EXIT } from './exit-codes.js';

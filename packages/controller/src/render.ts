@@ -1,4 +1,5 @@
 import type { ChalkInstance } from 'chalk';
+import type { CleanupResult } from './commands/cleanup.js';
 import { inert } from '@gsync/core/inert';
 import type { ProgressEvent } from './context.js';
 import { ATTENTION_STATES } from './lifecycle/states.js';
@@ -107,5 +108,29 @@ export function renderForecast(c: ChalkInstance, r: ConflictsResult): string {
       `${r.tasks.length} collected task(s) against ${r.main_branch} ${r.main.slice(0, 12)}; ${r.pairs_checked} of ${r.pairs_total} pairs overlapped and were test-merged`,
     ),
   );
+  return lines.join('\n');
+}
+
+/** Bytes as people read them: 512 B, 3.4 KiB, 292 MiB. */
+export function humanBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
+}
+
+export function renderCleanup(c: ChalkInstance, r: CleanupResult): string {
+  const verb = r.dry_run ? 'would remove' : 'removed';
+  const lines = r.removed.map((i) => `${c.green(verb)} ${i.what.replace('_', ' ')} ${inert(i.name)}${i.bytes > 0 ? c.dim(` (${humanBytes(i.bytes)})`) : ''}`);
+  for (const k of r.kept) lines.push(`${c.yellow('kept')} ${k.what.replace('_', ' ')} ${inert(k.name)}: ${inert(k.reason)}`);
+  for (const u of r.unreachable) lines.push(`${c.red('unreachable')} ${u.node}: ${inert(u.error, 2000)} (its task dirs are tried again by the next cleanup)`);
+  lines.push(
+    `${r.dry_run ? 'events that would be dropped' : 'events dropped'} (older than retention_days): ${r.events_dropped}; store ${humanBytes(r.store_bytes.before)}${r.dry_run ? '' : ` → ${humanBytes(r.store_bytes.after)}`}`,
+  );
+  lines.push(c.bold(`${r.dry_run ? 'would free' : 'freed'} ${humanBytes(r.bytes)}${r.removed.length === 0 ? ' (nothing to clean)' : ''}`));
   return lines.join('\n');
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 /** Temp name beside the target, so the rename stays on one filesystem. */
 export function tempPathFor(path: string): string {
@@ -20,4 +21,14 @@ export async function writeFileAtomic(path: string, data: string | Buffer): Prom
 
 export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
   await writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** The bytes of a file, or of everything under a folder (links counted as themselves, never followed); 0 when absent. */
+export async function treeBytes(path: string): Promise<number> {
+  const s = await lstat(path).catch(() => undefined);
+  if (!s) return 0;
+  if (!s.isDirectory()) return s.size;
+  let total = 0;
+  for (const name of await readdir(path).catch(() => [] as string[])) total += await treeBytes(join(path, name));
+  return total;
 }

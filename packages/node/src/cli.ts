@@ -10,6 +10,7 @@ import { collectTasks } from './collect.js';
 import { cacheDir, cachedCommits } from './cache.js';
 import { taskDir, taskPaths, workRootOfTask } from './paths.js';
 import { kickQueue } from './queue.js';
+import { removeTasks } from './remove.js';
 import { reportTasks } from './report.js';
 import { runTask } from './run.js';
 import { startTask } from './start.js';
@@ -31,6 +32,7 @@ usage:
   gsync-node wait --work-root DIR --project P --task ID [--task ID ...] [--seconds N]   (until one needs a look)
   gsync-node collect --work-root DIR --project P --task ID [--task ID ...]   (a tar: report.json, then each finished result bundle)
   gsync-node send --work-root DIR --project P --task ID --file NAME
+  gsync-node remove --work-root DIR --project P --task ID [--task ID ...] [--dry-run]   (finished task dirs only; JSON: what went, bytes)
 Exit codes: 0 done, 1 failed, 2 bad usage, 3 accept: the task id is taken on this node by another task.
 A task to start joins the node's queue: at most N runs at once over all projects under the
 work root (N from the last --max-parallel, kept in <work root>/.gsync; no limit until one is given).`;
@@ -105,6 +107,7 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
       'max-bytes': { type: 'string' },
       'max-parallel': { type: 'string' },
       seconds: { type: 'string' },
+      'dry-run': { type: 'boolean' },
     },
     strict: true,
   });
@@ -211,6 +214,12 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
       for await (const chunk of createReadStream(`${paths.dir}/${file}`)) {
         if (!io.stdout.write(chunk as Buffer)) await once(io.stdout, 'drain');
       }
+      return 0;
+    }
+    case 'remove': {
+      const ids = values.task ?? [];
+      if (ids.length === 0) throw new Usage('remove needs at least one --task');
+      out(await removeTasks(need(values, 'work-root'), need(values, 'project'), ids, values['dry-run'] === true));
       return 0;
     }
     default:

@@ -141,6 +141,7 @@ export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
     limits: { maxBlobBytes: nodesData.max_blob_bytes, maxPaths: nodesData.max_result_paths, maxCommits: nodesData.max_result_commits },
     secrets: nodesData.secrets,
     staleAfterSeconds: nodesData.stale_after_seconds,
+    retentionDays: nodesData.retention_days,
     transferRetries: nodesData.transfer_retries,
     warnings,
   };

@@ -64,6 +64,8 @@ export const NodesFile = z.object({
   max_result_paths: z._default(count, 100_000),
   max_result_commits: z._default(count, 10_000),
   stale_after_seconds: z._default(positive, 6 * 3600),
+  /** Events older than this many days are dropped by cleanup (the store's records of tasks stay). */
+  retention_days: z._default(positive, 30),
   /** How many times a cut or stalled transfer is tried again (with backoff) within one run. */
   transfer_retries: z._default(z.int().check(z.nonnegative()), 3),
   secrets: z._default(SecretsConfig, () => z.parse(SecretsConfig, {})),
@@ -109,6 +111,7 @@ export interface Config {
   maxResultBytes: number;
   limits: { maxBlobBytes: number; maxPaths: number; maxCommits: number };
   staleAfterSeconds: number;
+  retentionDays: number;
   transferRetries: number;
   secrets: z.infer<typeof SecretsConfig>;
   warnings: string[];

@@ -216,6 +216,31 @@ export async function reportTasks(t: NodeTransport, node: NodeConfig, project: s
   return parseReports(node, r.stdout.toString('utf8'));
 }
 
+const RemovedTask = z.object({
+  task_id: z.string(),
+  removed: z.boolean(),
+  bytes: z.number().check(z.nonnegative()),
+  kept: z.optional(z.string()),
+});
+export type RemovedTask = z.infer<typeof RemovedTask>;
+
+/** Removes finished task dirs on the node (with `dryRun`, says what would go); only answers about the tasks asked for count. */
+export async function removeTaskDirs(t: NodeTransport, node: NodeConfig, project: string, taskIds: readonly string[], dryRun: boolean): Promise<RemovedTask[]> {
+  if (taskIds.length === 0) return [];
+  const argv = [node.node_bin, toolPath(node), 'remove', '--work-root', node.work_root, '--project', project, ...taskIds.flatMap((id) => ['--task', id])];
+  const r = await t.exec(dryRun ? [...argv, '--dry-run'] : argv);
+  if (r.code !== 0) throw failure(node.name, 'cannot remove task dirs', r);
+  let json: unknown;
+  try {
+    json = JSON.parse(r.stdout.toString('utf8'));
+  } catch {
+    throw new ProtocolError(`node ${node.name}: the answer to remove is not JSON`);
+  }
+  const parsed = z.array(RemovedTask).safeParse(json);
+  if (!parsed.success) throw new ProtocolError(`node ${node.name}: the answer to remove does not follow protocol v1`);
+  return parsed.data.filter((a) => taskIds.includes(a.task_id));
+}
+
 function parseReports(node: NodeConfig, text: string): TaskReport[] {
   let json: unknown;
   try {

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { ZERO_OID, failpoint, gitOps, inert } from '@gsync/core';
+import { ZERO_OID, failpoint, gitOps, incomingRef, inert } from '@gsync/core';
 import type { ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
 import { mergeTurn } from '../lifecycle/decisions.js';
@@ -124,6 +124,7 @@ async function mergeOne(
       data: { commit: outcome.commit },
     },
   );
+  if (session.config.git.auto_cleanup_branches) await dropMergedBranch(session, project, task, outcome.commit);
   if (task.resolves) {
     const resolved = store.getTask(project.name, task.resolves)!;
     transition(
@@ -155,6 +156,27 @@ async function mergeOne(
     });
   }
   return describe(row, 'merged', { ...facts, merge_commit: outcome.commit, ...gated, ...(outcome.edits ? { edits_during_merge: outcome.edits } : {}) });
+}
+
+/**
+ * auto_cleanup_branches: the task branch and gsync's incoming ref go right after the
+ * merge, each only if it still points where it did (its commit is now in main).
+ */
+async function dropMergedBranch(session: Session, project: ProjectConfig, task: TaskRow, merge: string): Promise<void> {
+  const repo = project.repo_local;
+  const checkedOut = new Set((await gitOps.listWorktrees(repo)).map((w) => w.branch));
+  for (const ref of [`refs/heads/${task.branch}`, incomingRef(project.name, task.task_id, task.node)]) {
+    const oid = await gitOps.resolveCommit(repo, ref);
+    if (!oid || checkedOut.has(ref) || !(await gitOps.isAncestor(repo, oid, merge))) continue;
+    await gitOps.git(repo, ['update-ref', '-d', ref, oid]).catch(() => undefined);
+  }
+  session.log({
+    project: project.name,
+    task_id: task.task_id,
+    level: 'info',
+    kind: 'branch_deleted',
+    message: `${task.branch} deleted after its merge (auto_cleanup_branches)`,
+  });
 }
 
 /** Runs verify_command on the merge commit (kept reachable by the staging ref meanwhile); a failure rejects the task. */

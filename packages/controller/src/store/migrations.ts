@@ -48,5 +48,6 @@ export const MIGRATIONS = [
    ALTER TABLE tasks ADD COLUMN last_seen_at TEXT;
    ALTER TABLE tasks ADD COLUMN retry_of TEXT;`,
   `ALTER TABLE tasks ADD COLUMN withheld TEXT;`,
+  `ALTER TABLE tasks ADD COLUMN cleaned_at TEXT;`,
   `CREATE TABLE locks (name TEXT PRIMARY KEY, pid INTEGER NOT NULL, at TEXT NOT NULL);`,
 ];

@@ -49,6 +49,8 @@ export interface TaskRow {
   dispatch_pid: number | null;
   /** When the node last answered about this task. */
   last_seen_at: string | null;
+  /** When cleanup removed what the task left (its merged branch, refs, reports, node dir). */
+  cleaned_at: string | null;
   /** For a task made by `retry`: the task it replaces. */
   retry_of: string | null;
   /** Files the node refused to commit as secrets (JSON list of {path, rule}); they stayed on the node. */
@@ -278,6 +280,18 @@ export class Store {
         event.message,
         event.data === undefined ? null : JSON.stringify(event.data),
       );
+  }
+
+  /** Drops events older than `before` (an ISO time); returns how many. */
+  dropEventsBefore(before: string): number {
+    return untilNotBusy(() => this.db.prepare('DELETE FROM events WHERE at < ?').run(before).changes);
+  }
+
+  /** Gives the space of deleted rows back to the file system. */
+  compact(): void {
+    untilNotBusy(() => this.db.pragma('wal_checkpoint(TRUNCATE)'));
+    untilNotBusy(() => this.db.exec('VACUUM'));
+    untilNotBusy(() => this.db.pragma('wal_checkpoint(TRUNCATE)'));
   }
 
   events(project: string, taskId?: string): EventRow[] {
