@@ -26,5 +26,6 @@ export type { StatusRow } from './report/status-row.js';
 export { openLocalTransport } from './ssh/local-transport.js';
 export type { NodeTransport, ExecResult } from './ssh/transport.js';
 export { Store, type TaskRow } from './store/store.js';
+export { MIGRATIONS } from './store/migrations.js';
 export { linkEscapes } from './result/symlinks.js';
 export { scratchName } from './result/quarantine.js';

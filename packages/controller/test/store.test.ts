@@ -1,9 +1,10 @@
+import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, tempDir } from '../../../test/helpers/git-repo.js';
-import { ATTENTION_STATES, OPEN_STATES, Store, canTransition, type TaskState } from '@gsync/controller';
+import { ATTENTION_STATES, MIGRATIONS, OPEN_STATES, Store, canTransition, type TaskState } from '@gsync/controller';
 
 const open: Store[] = [];
 afterEach(() => {
@@ -213,5 +214,32 @@ describe('events', () => {
     expect(two).toMatchObject({ task_id: null, node: null, at: '2025-01-02T03:04:06.000Z' });
     expect(JSON.parse(two!.data!)).toEqual({ merged: ['S01'], unicode: '项目' });
     expect(three!.data).toBe('null');
+  });
+});
+
+describe('schema upgrades', () => {
+  /** sha256 (first 16 hex) of every migration step released so far: a released step is never edited, moved or removed. */
+  const RELEASED = ['2cfd648c6397149e', '90100076df097c45', 'eb85646ec224e072', 'a478365d26273570', '8ac9750fa7cb0c8f'];
+
+  it('released steps stay exactly as they were released, in their place; new ones only follow them', () => {
+    const hashes = MIGRATIONS.map((step) => createHash('sha256').update(step).digest('hex').slice(0, 16));
+    expect(hashes.slice(0, RELEASED.length)).toEqual(RELEASED);
+  });
+
+  it('a store made by an older gsync-ctl is upgraded in place, its tasks kept', () => {
+    const file = join(tempDir('gsync-store-'), 'gsync.db');
+    const old = new Database(file);
+    for (const step of MIGRATIONS.slice(0, RELEASED.length)) old.exec(step);
+    old.pragma(`user_version = ${RELEASED.length}`);
+    old
+      .prepare(
+        "INSERT INTO tasks (project, task_id, node, branch, seq, base_ref, base_commit, spec_title, spec_sha256, state, created_at) VALUES ('p', 'S01', 'n', 'task/p-S01-n', 1, 'refs/heads/main', ?, 't', ?, 'merged', '2025-01-01T00:00:00.000Z')",
+      )
+      .run(BASE, 'b'.repeat(64));
+    old.close();
+    const store = openStore(file);
+    expect(store.db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
+    const row = store.getTask('p', 'S01')!;
+    expect(row).toMatchObject({ state: 'merged', cleaned_at: null, downgraded: null });
   });
 });

@@ -48,6 +48,7 @@ export const MIGRATIONS = [
    ALTER TABLE tasks ADD COLUMN last_seen_at TEXT;
    ALTER TABLE tasks ADD COLUMN retry_of TEXT;`,
   `ALTER TABLE tasks ADD COLUMN withheld TEXT;`,
-  `ALTER TABLE tasks ADD COLUMN cleaned_at TEXT;`,
   `CREATE TABLE locks (name TEXT PRIMARY KEY, pid INTEGER NOT NULL, at TEXT NOT NULL);`,
+  `ALTER TABLE tasks ADD COLUMN cleaned_at TEXT;`,
+  `ALTER TABLE tasks ADD COLUMN downgraded TEXT;`,
 ];

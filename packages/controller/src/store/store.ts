@@ -51,6 +51,8 @@ export interface TaskRow {
   last_seen_at: string | null;
   /** When cleanup removed what the task left (its merged branch, refs, reports, node dir). */
   cleaned_at: string | null;
+  /** Plan A: why this task's code or result travelled as a bundle instead of through the shared remote. */
+  downgraded: string | null;
   /** For a task made by `retry`: the task it replaces. */
   retry_of: string | null;
   /** Files the node refused to commit as secrets (JSON list of {path, rule}); they stayed on the node. */
