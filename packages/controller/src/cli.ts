@@ -2,7 +2,7 @@ import { Chalk } from 'chalk';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import yargs from 'yargs';
-import { BusyError, ConfigError, GsyncError, SshError, UsageError, errorMessage } from '@gsync/core/errors';
+import { BusyError, ConfigError, GsyncError, ProtocolError, SshError, UsageError, errorMessage } from '@gsync/core/errors';
 import { inert } from '@gsync/core/inert';
 import type { Context } from './context.js';
 import { EXIT } from './exit-codes.js';
@@ -22,7 +22,8 @@ export interface CliIo {
 
 export function exitCodeOf(error: unknown): number {
   if (error instanceof UsageError || error instanceof ConfigError) return EXIT.usage;
-  if (error instanceof SshError) return EXIT.ssh;
+  // A node that answered outside the protocol is a node problem, like one that cannot be reached.
+  if (error instanceof SshError || error instanceof ProtocolError) return EXIT.ssh;
   if (error instanceof BusyError) return EXIT.busy;
   return EXIT.internal;
 }

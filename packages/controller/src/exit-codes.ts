@@ -10,7 +10,7 @@ export const EXIT = {
   attention: 3,
   /** pull: nothing is wrong, but tasks are still running or waiting for a clean checkout. */
   pending: 4,
-  /** A node could not be reached, refused the login, or showed an unknown or changed host key. */
+  /** A node could not be reached, refused the login, showed an unknown or changed host key, or answered outside the protocol. */
   ssh: 5,
   /** Another gsync-ctl holds the project's lock. */
   busy: 6,

@@ -406,7 +406,13 @@ export async function waitForTasks(
   // Silent by design for `seconds`: only silence beyond that is the node's fault.
   const r = await t.exec(argv, { stdin: cancel, idleSeconds: seconds + node.answer_timeout_seconds, maxOutputBytes: 1024 * 1024 });
   if (r.code !== 0) throw failure(node.name, 'cannot wait for its tasks', r);
-  const answer = WaitAnswer.safeParse(JSON.parse(r.stdout.toString('utf8') || 'null'));
+  let json: unknown = null;
+  try {
+    json = JSON.parse(r.stdout.toString('utf8') || 'null');
+  } catch {
+    // not JSON: the check below says so
+  }
+  const answer = WaitAnswer.safeParse(json);
   if (!answer.success) throw new ProtocolError(`node ${node.name}: unexpected answer to wait`);
   return answer.data.changed;
 }

@@ -20,6 +20,8 @@ export const OUTPUT_CAP = 16 * 1024 * 1024;
 export const IDLE_SECONDS = 300;
 /** Of stderr only the end is kept: the last line is what is shown. */
 const STDERR_KEEP = 64 * 1024;
+/** More stderr than this from one command ends it: far above any honest progress output. */
+const STDERR_CAP = 16 * 1024 * 1024;
 
 /**
  * What a remote command may send and how long it may be silent. Every transport runs its
@@ -29,7 +31,9 @@ const STDERR_KEEP = 64 * 1024;
 export class ExecBounds {
   private readonly out: Buffer[] = [];
   private outBytes = 0;
-  private err = Buffer.alloc(0);
+  private err: Buffer[] = [];
+  private errKept = 0;
+  private errBytes = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly deadlineTimer: NodeJS.Timeout | undefined;
   private ended = false;
@@ -64,15 +68,24 @@ export class ExecBounds {
     else this.out.push(chunk);
   }
 
+  /** Progress on stderr counts as life, but only up to a cap: a node cannot keep a command alive by chattering. */
   stderr(chunk: Buffer): void {
+    this.errBytes += chunk.length;
+    if (this.errBytes > STDERR_CAP) return this.trip(`wrote more than ${STDERR_CAP} bytes on stderr`);
     this.moved();
-    this.err = Buffer.concat([this.err, chunk]);
-    if (this.err.length > STDERR_KEEP) this.err = this.err.subarray(this.err.length - STDERR_KEEP);
+    this.err.push(chunk);
+    this.errKept += chunk.length;
+    // Only the end is kept, trimmed now and then rather than copied on every chunk.
+    if (this.errKept > 2 * STDERR_KEEP) {
+      const tail = Buffer.concat(this.err).subarray(-STDERR_KEEP);
+      this.err = [tail];
+      this.errKept = tail.length;
+    }
   }
 
   result(code: number | null, signal: string | undefined): ExecResult {
     this.done();
-    return { code, signal, stdout: Buffer.concat(this.out), stderr: this.err.toString('utf8') };
+    return { code, signal, stdout: Buffer.concat(this.out), stderr: Buffer.concat(this.err).subarray(-STDERR_KEEP).toString('utf8') };
   }
 
   done(): void {
