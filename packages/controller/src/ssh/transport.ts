@@ -71,7 +71,10 @@ export class ExecBounds {
   /** Progress on stderr counts as life, but only up to a cap: a node cannot keep a command alive by chattering. */
   stderr(chunk: Buffer): void {
     this.errBytes += chunk.length;
-    if (this.errBytes > STDERR_CAP) return this.trip(`wrote more than ${STDERR_CAP} bytes on stderr`);
+    if (this.errBytes > STDERR_CAP) {
+      this.trip(`wrote more than ${STDERR_CAP} bytes on stderr`);
+      return;
+    }
     this.moved();
     this.err.push(chunk);
     this.errKept += chunk.length;
