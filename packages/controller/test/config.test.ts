@@ -323,3 +323,29 @@ describe('expandUserPath', () => {
     });
   }
 });
+
+describe('the shared remote (sync_mode "git")', () => {
+  const nodes = (git: object = {}) => JSON.stringify({ nodes: [], git_config: git });
+  it('takes repo_url as given, or builds it from github_org', async () => {
+    const config = await load(
+      configDir(
+        nodes({ github_org: 'acme' }),
+        JSON.stringify({ a: { repo_local: '/r/a', sync_mode: 'git' }, b: { repo_local: '/r/b', sync_mode: 'git', repo_url: 'ssh://git@host:2222/b.git' } }),
+      ),
+    );
+    expect(config.projects.get('a')!.repo_url).toBe('git@github.com:acme/a.git');
+    expect(config.projects.get('b')!.repo_url).toBe('ssh://git@host:2222/b.git');
+  });
+
+  it('refuses a project in git mode with no remote, and a URL that carries credentials', async () => {
+    const none = await configError(configDir(nodes(), JSON.stringify({ a: { repo_local: '/r/a', sync_mode: 'git' } })));
+    expect(none.field).toBe('a.repo_url');
+    expect(none.reason).toContain('sync_mode "git" needs the shared remote');
+    for (const url of ['https://user:secret@example.com/a.git', 'https://ghp_token@github.com/acme/a.git', 'http://x:y@host/a.git']) {
+      const e = await configError(configDir(nodes(), JSON.stringify({ a: { repo_local: '/r/a', sync_mode: 'git', repo_url: url } })));
+      expect(e.field).toBe('a.repo_url');
+      expect(e.reason).toContain('must not carry credentials');
+      expect(e.message).not.toContain('secret');
+    }
+  });
+});

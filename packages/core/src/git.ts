@@ -16,6 +16,8 @@ export interface GitOptions {
   okExitCodes?: readonly number[];
   /** Keep stdout as bytes (in `stdoutBuffer`), for blob contents. */
   encoding?: 'buffer';
+  /** Killed (and failed) after this long: for git talking to a remote. */
+  timeoutMs?: number;
 }
 
 export interface GitResult {
@@ -43,6 +45,7 @@ export async function git(cwd: string, args: readonly string[], options: GitOpti
     stripFinalNewline: false,
     maxBuffer: 256 * 1024 * 1024,
     encoding: options.encoding === 'buffer' ? 'buffer' : 'utf8',
+    ...(options.timeoutMs ? { timeout: options.timeoutMs, killSignal: 'SIGKILL' as const } : {}),
   });
   const exitCode = result.exitCode ?? -1;
   const text = (v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : String(v ?? ''));

@@ -56,6 +56,12 @@ export const TaskManifest = z.object({
    * cache already holds. Absent when the cache holds all of it already.
    */
   bundle: z.optional(FileRef),
+  /**
+   * Plan A (sync_mode "git"): the code waits on a shared remote, on this branch at the
+   * base commit. With no bundle, the node fetches it from there; either way it pushes the
+   * task branch back there when the agent is done (result.json says whether that worked).
+   */
+  remote: z.optional(z.object({ url: z.string().check(z.minLength(1)), branch: fullRef })),
   spec: z.object({ name: z.literal(FILES.spec), sha256, title: z.string() }),
   agent: z.object({
     argv: z.array(z.string()).check(z.minLength(1)),
@@ -111,6 +117,8 @@ export const TaskResult = z.object({
   agent_exit_code: z.nullable(z.int()),
   /** Files the agent wrote that the node refused to commit (secrets); they stay on the node. */
   withheld: z.optional(z.array(z.object({ path: z.string(), rule: z.string() }))),
+  /** Plan A: whether the task branch reached the shared remote (result.bundle is there either way). */
+  remote: z.optional(z.object({ pushed: z.boolean(), error: z.optional(z.string()) })),
   finished_at: z.string(),
 });
 export type TaskResult = z.infer<typeof TaskResult>;

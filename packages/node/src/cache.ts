@@ -123,6 +123,11 @@ export async function receiveIntoCache(dir: string, manifest: TaskManifest, bund
       }
     }
   } else {
+    // Plan A: the code waits on the shared remote; a node that cannot fetch it gets a bundle instead.
+    if (manifest.remote && !(await gitOps.resolveCommit(dir, manifest.base.commit))) {
+      const fetched = await fetchFromRemote(dir, manifest.remote, refs.base);
+      if (fetched) return { kind: 'need-full', reason: fetched };
+    }
     for (const w of wanted) {
       const missing = await cannotCheckOut(dir, w.source.commit);
       if (missing) return { kind: 'need-full', reason: missing };
@@ -137,6 +142,18 @@ export async function receiveIntoCache(dir: string, manifest: TaskManifest, bund
 }
 
 const firstLine = (text: string) => text.trim().split('\n')[0] ?? '';
+
+/** The task's branch from the shared remote into the cache (that branch alone); why not, when it fails. */
+async function fetchFromRemote(dir: string, remote: NonNullable<TaskManifest['remote']>, ref: string): Promise<string | undefined> {
+  const r = await gitOps.git(
+    dir,
+    ['fetch', '-q', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', '--', remote.url, `+${remote.branch}:${ref}`],
+    {
+      okExitCodes: [1, 128],
+    },
+  );
+  return r.exitCode === 0 ? undefined : `cannot fetch ${remote.branch} from the shared remote: ${firstLine(r.stderr) || `git exited with ${r.exitCode}`}`;
+}
 
 /**
  * Stores every object of a whole-history bundle, even those the cache says it has (a

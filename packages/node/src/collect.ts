@@ -15,9 +15,9 @@ export interface CollectOptions {
   kick?: () => Promise<void>;
 }
 
-/** Tasks whose result.bundle is worth sending: finished, with a result.json. */
+/** Tasks whose result.bundle is worth sending: finished, with a result.json, and not on the shared remote already. */
 function finished(reports: readonly TaskReport[]): TaskReport[] {
-  return reports.filter((r) => r.result !== null);
+  return reports.filter((r) => r.result !== null && r.result.remote?.pushed !== true);
 }
 
 /**

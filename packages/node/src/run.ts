@@ -101,6 +101,8 @@ async function writeResult(
   const known = [manifest.base.commit, ...(manifest.merge ? [manifest.merge.commit] : [])];
   await gitOps.createBundle(paths.repo, paths.resultBundle, [ref, ...known.map((c) => `^${c}`)]);
   failpoint('node:after-bundle');
+  // Plan A: the branch goes to the shared remote too (never work in progress); the bundle stays as the fallback.
+  const remote = manifest.remote && !wip ? await pushToRemote(paths.repo, manifest.remote, head, manifest.base.commit) : undefined;
   const result: TaskResult = {
     protocol: PROTOCOL_VERSION,
     project: manifest.project,
@@ -115,11 +117,38 @@ async function writeResult(
     wip,
     agent_exit_code: exitCode,
     ...(withheld.length > 0 ? { withheld } : {}),
+    ...(remote ? { remote } : {}),
     finished_at: now().toISOString(),
   };
   await writeJsonAtomic(paths.result, result);
   failpoint('node:after-result');
   return result;
+}
+
+/**
+ * Pushes the task branch to the shared remote, only over the base it was dispatched at
+ * (or where it already is: a run again after a lost answer). Says whether it got there.
+ */
+async function pushToRemote(
+  repo: string,
+  remote: NonNullable<TaskManifest['remote']>,
+  head: string,
+  base: string,
+): Promise<{ pushed: boolean; error?: string }> {
+  const r = await gitOps.git(repo, ['push', '-q', '--no-verify', `--force-with-lease=${remote.branch}:${base}`, '--', remote.url, `${head}:${remote.branch}`], {
+    okExitCodes: [1, 128],
+  });
+  if (r.exitCode === 0) return { pushed: true };
+  const there = await gitOps.git(repo, ['ls-remote', '--', remote.url, remote.branch], { okExitCodes: [1, 2, 128] });
+  if (there.exitCode === 0 && there.stdout.split('\t')[0] === head) return { pushed: true };
+  const why =
+    r.stderr
+      .trim()
+      .split('\n')
+      .find((l) => /^(fatal|error|!)/.test(l.trim())) ??
+    r.stderr.trim().split('\n')[0] ??
+    `git exited with ${r.exitCode}`;
+  return { pushed: false, error: why.slice(0, 500) };
 }
 
 export interface AgentOutcome {

@@ -5,6 +5,7 @@ import type { Quarantine } from '../result/quarantine.js';
 import type { NodeTransport } from '../ssh/transport.js';
 import type { TaskRow } from '../store/store.js';
 import { bundleCarrier } from './bundle.js';
+import { remoteCarrier } from './remote.js';
 
 /**
  * How code travels between the controller and a node: the one seam the sync modes
@@ -54,6 +55,10 @@ export interface Gathered {
 
 export interface OutgoingCode {
   project: ProjectConfig;
+  /** The task branch (without refs/heads/). */
+  branch: string;
+  /** Set when the node could not take the code the usual way: send everything over the SSH connection, and why. */
+  fallback?: string;
   base: { ref: string; commit: string };
   /** A conflict resolution also carries the conflicted branch, which the node merges first. */
   merge?: { ref: string; commit: string } | undefined;
@@ -66,11 +71,13 @@ export interface OutgoingCode {
 
 export interface CodeParcel {
   /** What task.json says about the code. */
-  manifest: Pick<TaskManifest, 'bundle'>;
+  manifest: Pick<TaskManifest, 'bundle' | 'remote'>;
   /** Sent after task.json and spec.md in the `accept` call. */
   files: TaskFile[];
   /** Bytes of code this dispatch sends. */
   bytes: number;
+  /** The mode's usual way failed and this parcel is a bundle instead: why (an alert). */
+  downgraded?: string;
   /** Removes what `send` left on this machine. */
   dispose(): Promise<void>;
 }
@@ -88,13 +95,17 @@ export interface IncomingResult {
   scratch: string;
   /** What `gather` already brought of this result, if anything. */
   arrived?: Arrival | undefined;
+  /** The most a result may weigh (max_result_bytes). */
+  maxBytes: number;
 }
 
-export type Receipt = { kind: 'quarantined'; quarantine: Quarantine } | { kind: 'rejected'; reason: string };
+/** `downgraded`: the result came back another way than the mode's usual one, and why (an alert). */
+export type Receipt = { kind: 'quarantined'; quarantine: Quarantine; downgraded?: string } | { kind: 'rejected'; reason: string };
 
 /** The carrier of a project's sync_mode. */
 export function carrierFor(project: ProjectConfig): Carrier {
   if (project.sync_mode === 'bundle') return bundleCarrier;
+  if (project.sync_mode === 'git') return remoteCarrier;
   throw new UsageError(`project ${project.name}: sync_mode "${project.sync_mode}" is not available in this version`, {
     hint: `set "sync_mode": "bundle" for ${project.name} in projects.json`,
   });

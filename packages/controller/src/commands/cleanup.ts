@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError, checkName, errorMessage, gitOps, incomingRef, inert, treeBytes } from '@gsync/core';
+import { deleteRemoteBranch } from '../carrier/remote.js';
 import { getProject, type NodeConfig, type ProjectConfig } from '../config.js';
 import { withSession, type Context, type Session } from '../context.js';
 import { removeTaskDirs } from '../node-api/calls.js';
@@ -25,7 +26,7 @@ export interface CleanupItem {
   project: string;
   task_id?: string;
   node?: string;
-  what: 'branch' | 'ref' | 'report' | 'node_dir';
+  what: 'branch' | 'remote_branch' | 'ref' | 'report' | 'node_dir';
   name: string;
   bytes: number;
 }
@@ -127,6 +128,16 @@ async function cleanProject(session: Session, project: ProjectConfig, cutoff: nu
   for (const t of tasks) {
     await dropRef(t, `refs/heads/${t.branch}`, 'branch');
     await dropRef(t, incomingRef(project.name, t.task_id, t.node), 'ref');
+    // Plan A: the task branch on the shared remote, while it is still where gsync left it.
+    if (project.sync_mode === 'git' && t.state !== 'retried') {
+      const at = [t.result_head, t.base_commit].filter((c): c is string => !!c);
+      const why = await deleteRemoteBranch(project, t.branch, at, dry).catch((error: unknown) => errorMessage(error));
+      if (!why) result.removed.push({ project: project.name, task_id: t.task_id, what: 'remote_branch', name: t.branch, bytes: 0 });
+      else if (why !== 'not there') {
+        clean.set(t.task_id, false);
+        result.kept.push({ project: project.name, task_id: t.task_id, what: 'remote_branch', name: t.branch, reason: inert(why, 300) });
+      }
+    }
     if (t.wip_branch && (await gitOps.resolveCommit(repo, `refs/heads/${t.wip_branch}`)))
       result.kept.push({ ...at, task_id: t.task_id, what: 'branch', name: t.wip_branch, reason: 'a -wip branch is never deleted' });
     const reports = join(session.ctx.configDir, 'reports', project.name, t.task_id);

@@ -114,8 +114,20 @@ export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
   }
   const projects = new Map<string, ProjectConfig>();
   for (const [projectName, p] of Object.entries(projectsParsed.data)) {
+    const syncMode = p.sync_mode ?? nodesData.git_config.default_sync_mode;
+    const org = nodesData.git_config.github_org;
+    const repoUrl = p.repo_url ?? (syncMode === 'git' && org ? `git@github.com:${org}/${projectName}.git` : undefined);
+    if (repoUrl && /^[a-z][a-z0-9+.-]*:\/\/[^/]*@/i.test(repoUrl) && /^(https?|ftps?):/i.test(repoUrl))
+      throw new ConfigError(
+        projectsFile,
+        `${projectName}.repo_url`,
+        'a remote URL must not carry credentials (they would end up in logs, the store and every git config); reach the remote over SSH with a deploy key on each node, or through a git credential helper',
+      );
+    if (syncMode === 'git' && !repoUrl)
+      throw new ConfigError(projectsFile, `${projectName}.repo_url`, 'sync_mode "git" needs the shared remote: set repo_url, or git_config.github_org');
     projects.set(projectName, {
       ...p,
+      ...(repoUrl ? { repo_url: repoUrl } : {}),
       name: projectName,
       repo_local: expandUserPath(p.repo_local, home, dir),
       verify_readonly_paths: p.verify_readonly_paths.map((path) => expandUserPath(path, home, dir)),
@@ -142,6 +154,7 @@ export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
     secrets: nodesData.secrets,
     staleAfterSeconds: nodesData.stale_after_seconds,
     retentionDays: nodesData.retention_days,
+    alertCommand: nodesData.alert_command,
     transferRetries: nodesData.transfer_retries,
     warnings,
   };

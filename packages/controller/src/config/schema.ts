@@ -66,6 +66,8 @@ export const NodesFile = z.object({
   stale_after_seconds: z._default(positive, 6 * 3600),
   /** Events older than this many days are dropped by cleanup (the store's records of tasks stay). */
   retention_days: z._default(positive, 30),
+  /** Run (argv, no shell) with each alert as JSON on stdin: a downgrade from the shared remote. */
+  alert_command: z.optional(argv),
   /** How many times a cut or stalled transfer is tried again (with backoff) within one run. */
   transfer_retries: z._default(z.int().check(z.nonnegative()), 3),
   secrets: z._default(SecretsConfig, () => z.parse(SecretsConfig, {})),
@@ -112,6 +114,7 @@ export interface Config {
   limits: { maxBlobBytes: number; maxPaths: number; maxCommits: number };
   staleAfterSeconds: number;
   retentionDays: number;
+  alertCommand: string[] | undefined;
   transferRetries: number;
   secrets: z.infer<typeof SecretsConfig>;
   warnings: string[];

@@ -6,6 +6,7 @@ import { transition } from '../lifecycle/transition.js';
 import { TaskClashError, acceptTask, openHelloAccept, type AcceptAnswer, type TaskFile } from '../node-api/calls.js';
 import { checkUsable, ensureNodeTool, needsInstall } from '../node-api/install.js';
 import { loadNodeTool, type NodeTool } from '../node-api/node-tool.js';
+import { raiseAlert } from '../alerts.js';
 import { testGateConfinement } from '../queue/test-gate.js';
 import { checkRepo, checkRepoShape } from '../repo.js';
 import { withNodeRetrying } from '../ssh/connect.js';
@@ -44,7 +45,8 @@ export interface TaskToSend {
 }
 
 /** Only a link that failed after connecting can have delivered the task with its answer lost. */
-const mayHaveArrived = (error: unknown) => error instanceof SshError && error.kind === 'transfer';
+/** A cut link, or an answer that made no sense: the node may hold the task either way. */
+const mayHaveArrived = (error: unknown) => (error instanceof SshError && error.kind === 'transfer') || error instanceof ProtocolError;
 
 /** A task whose id is reserved (its row `dispatching`), ready to go out. */
 export interface ReservedTask {
@@ -162,6 +164,8 @@ async function deliverOnce(session: Session, reserved: ReservedTask, links?: Nod
   const at = { project: project.name, task_id: taskId, node: node.name };
   for (const warning of warnings) session.log({ ...at, level: 'warn', kind: 'overlap_warning', message: `${taskId}: ${warning}` });
   let reached = false;
+  let downgraded: string | undefined;
+  let manifestRemote = false;
   try {
     const retrying = (error: unknown, attempt: number, delayMs: number) => {
       reached ||= mayHaveArrived(error);
@@ -179,8 +183,9 @@ async function deliverOnce(session: Session, reserved: ReservedTask, links?: Nod
       config.transferRetries,
       retrying,
       async (t) => {
-        const deliver = async (nodeHas: readonly string[], accept: (files: readonly TaskFile[]) => Promise<AcceptAnswer>) => {
-          const parcel = await carrier.send({ project, base, merge, nodeHas });
+        const deliver = async (nodeHas: readonly string[], accept: (files: readonly TaskFile[]) => Promise<AcceptAnswer>, fallback?: string) => {
+          const parcel = await carrier.send({ project, branch, base, merge, nodeHas, ...(fallback ? { fallback } : {}) });
+          if (parcel.downgraded) downgraded = parcel.downgraded;
           try {
             const manifest = manifestFor(parcel);
             const answer = await accept([
@@ -188,6 +193,7 @@ async function deliverOnce(session: Session, reserved: ReservedTask, links?: Nod
               { name: FILES.spec, data: spec.data },
               ...parcel.files,
             ]);
+            manifestRemote = manifest.remote !== undefined;
             return { answer, parcel: { bytes: parcel.bytes, bundle: manifest.bundle } };
           } finally {
             await parcel.dispose();
@@ -215,7 +221,10 @@ async function deliverOnce(session: Session, reserved: ReservedTask, links?: Nod
         if (sent.answer.need_full) {
           // The node's cache does not hold what it said (deleted, pruned, damaged): never trusted, everything goes again.
           session.log({ ...at, level: 'warn', kind: 'cache_miss', message: `${node.name}: ${inert(sent.answer.need_full)}; sending the whole history` });
-          sent = await deliver([], acceptAlone);
+          // A node that could not fetch from the shared remote gets everything over this connection.
+          const fallback = manifestRemote ? sent.answer.need_full : undefined;
+          if (fallback) downgraded = `${node.name} could not take the code from the shared remote (${inert(fallback, 300)}); it was sent as a bundle`;
+          sent = await deliver([], acceptAlone, fallback);
           if (sent.answer.need_full) throw new ProtocolError(`node ${node.name} refused the whole history of ${project.name}: ${inert(sent.answer.need_full)}`);
         }
         return { installed, ...sent };
@@ -223,6 +232,7 @@ async function deliverOnce(session: Session, reserved: ReservedTask, links?: Nod
       { links },
     );
     failpoint('dispatch:after-send');
+    if (downgraded) await raiseAlert(session, { kind: 'downgraded', project: project.name, task_id: taskId, node: node.name, message: downgraded });
     transition(
       session,
       at,

@@ -1,5 +1,6 @@
 import pLimit from 'p-limit';
 import { errorMessage, gitOps } from '@gsync/core';
+import { raiseAlert } from '../alerts.js';
 import { carrierFor } from '../carrier/carrier.js';
 import { getNode, secretPolicy, type ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
@@ -102,6 +103,7 @@ async function collectFromNode(
                 maxBytes: config.maxResultBytes,
                 limits: config.limits,
                 policy: secretPolicy(config, project),
+                onDowngrade: (message) => raiseAlert(session, { kind: 'downgraded', project: project.name, task_id: task.task_id, node: node.name, message }),
               });
             } catch (error) {
               // A broken link is tried again; anything else this result did is its own fault, not the node's.

@@ -11,6 +11,7 @@ import type { TaskRow } from '../store/store.js';
 import { handleConflict } from './conflict.js';
 import { advanceMain, mergeIdentity, planMerge, type MergeOutcome, type MergePlan } from './merge.js';
 import { pastDeadline } from '../ssh/connect.js';
+import { deleteRemoteBranch } from '../carrier/remote.js';
 import { runTestGate, testGateConfinement } from './test-gate.js';
 
 function seconds(from: string | null, to: string | null): number | undefined {
@@ -124,7 +125,7 @@ async function mergeOne(
       data: { commit: outcome.commit },
     },
   );
-  if (session.config.git.auto_cleanup_branches) await dropMergedBranch(session, project, task, outcome.commit);
+  if (session.config.git.auto_cleanup_branches) await dropMergedBranch(session, project, task, outcome.commit, task.result_head);
   if (task.resolves) {
     const resolved = store.getTask(project.name, task.resolves)!;
     transition(
@@ -162,8 +163,20 @@ async function mergeOne(
  * auto_cleanup_branches: the task branch and gsync's incoming ref go right after the
  * merge, each only if it still points where it did (its commit is now in main).
  */
-async function dropMergedBranch(session: Session, project: ProjectConfig, task: TaskRow, merge: string): Promise<void> {
+async function dropMergedBranch(session: Session, project: ProjectConfig, task: TaskRow, merge: string, head: string | null): Promise<void> {
   const repo = project.repo_local;
+  // Plan A: the branch on the shared remote goes too, if it is still at the merged head.
+  if (project.sync_mode === 'git') {
+    const failed = await deleteRemoteBranch(project, task.branch, [head ?? merge, task.base_commit]);
+    if (failed && failed !== 'not there')
+      session.log({
+        project: project.name,
+        task_id: task.task_id,
+        level: 'warn',
+        kind: 'remote_branch_kept',
+        message: `${task.branch} stays on the shared remote: ${inert(failed, 300)}`,
+      });
+  }
   const checkedOut = new Set((await gitOps.listWorktrees(repo)).map((w) => w.branch));
   for (const ref of [`refs/heads/${task.branch}`, incomingRef(project.name, task.task_id, task.node)]) {
     const oid = await gitOps.resolveCommit(repo, ref);

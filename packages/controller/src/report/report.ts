@@ -30,6 +30,8 @@ export interface ReportTask {
   resolution_task?: string;
   /** Saves the user made in the checkout while this merge updated it: kept there, or the old file kept aside. */
   edits_during_merge?: { kept: string[]; aside: { path: string; saved: string }[] };
+  /** Plan A: why this task travelled as a bundle instead of through the shared remote (an alert). */
+  downgraded?: string;
   /** Files the node kept out of the result as secrets; they are still on the node. */
   withheld?: { path: string; rule: string }[];
 }
@@ -112,6 +114,7 @@ function taskSection(t: ReportTask): string[] {
       lines.push(`- saved in the checkout while this merge updated it, and kept (your version; \`git diff\` shows it against the merge): ${list(kept)}`);
     for (const a of aside) lines.push(`- ${inertCode(a.path)} was saved into the old file while it was replaced; that file is kept at ${inertCode(a.saved)}`);
   }
+  if (t.downgraded) lines.push(`- downgraded to a bundle: ${inertMarkdown(t.downgraded, 2000)}`);
   if (t.reason) lines.push(`- why: ${inertMarkdown(t.reason, 2000)}`);
   if (t.resolution_spec) lines.push(`- resolution spec: \`${t.resolution_spec}\``);
   if (t.resolution_task) lines.push(`- being resolved by ${t.resolution_task}`);

@@ -12,6 +12,7 @@ export function describe(task: TaskRow, outcome: ReportTask['outcome'], extra: P
   const withheld = task.withheld ? (JSON.parse(task.withheld) as ReportTask['withheld']) : undefined;
   return {
     ...(withheld && withheld.length > 0 ? { withheld } : {}),
+    ...(task.downgraded ? { downgraded: task.downgraded } : {}),
     task_id: task.task_id,
     node: task.node,
     branch: task.branch,

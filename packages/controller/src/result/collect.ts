@@ -21,6 +21,8 @@ export interface CollectRequest {
   maxBytes: number;
   limits: ResultLimits;
   policy: SecretPolicy;
+  /** Told when the result came back another way than the mode's usual one (an alert). */
+  onDowngrade?: (why: string) => Promise<void>;
 }
 
 /** Checks result.json against what this controller dispatched, before a byte of the result is read. */
@@ -64,8 +66,10 @@ export async function collectTask(req: CollectRequest): Promise<Collected> {
     gitDir,
     scratch: req.scratch,
     arrived: req.arrived,
+    maxBytes: req.maxBytes,
   });
   if (receipt.kind === 'rejected') return receipt;
+  if (receipt.downgraded) await req.onDowngrade?.(receipt.downgraded);
   const q = receipt.quarantine;
   try {
     const inspection = await inspectChanges({

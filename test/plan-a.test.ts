@@ -1,0 +1,256 @@
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, chownSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Store, dispatch, pullBundles } from '@gsync/controller';
+import { cleanupTempDirs, gitRepo, tempDir, type GitRepo } from './helpers/git-repo.js';
+import { startSshNodes, type SshWorld } from './helpers/sshd.js';
+import { specFile, testContext, writeConfig } from './helpers/world.js';
+
+/**
+ * Plan A (sync_mode "git") against real OpenSSH: a shared bare repository served by a
+ * `git-shell` login on its own sshd, which the controller and each node reach with their
+ * own keys (the nodes with a deploy key in their ~/.ssh). Code goes out as the task
+ * branch on the remote, results come back the same way and are checked in quarantine
+ * like bundles; where the remote fails a task travels as a bundle, with an alert.
+ */
+let world: SshWorld;
+let remoteUser: string;
+let remoteHome: string;
+const REMOTE_ALIAS = 'shared-remote';
+
+/** `ssh` for the controller's git: the test ssh config, which knows the remote's alias. */
+function controllerSsh(): void {
+  process.env.GIT_SSH_COMMAND = `ssh -F ${world.sshConfig}`;
+}
+
+/** Gives a node user a deploy key and an ssh config entry for the remote; returns the key's public half. */
+function deployKey(name: string, port: number): string {
+  const n = world.node(name);
+  const key = join(n.home, '.ssh', 'deploy_key');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `deploy-${name}`, '-f', key]);
+  const remote = world.node('git');
+  writeFileSync(join(n.home, '.ssh', 'known_hosts'), `[127.0.0.1]:${remote.port} ${remote.hostKeyPub}\n`);
+  writeNodeSshConfig(name, port);
+  for (const f of ['deploy_key', 'deploy_key.pub', 'known_hosts']) chownSync(join(n.home, '.ssh', f), n.uid, n.uid);
+  return readFileSync(`${key}.pub`, 'utf8').trim();
+}
+
+/** The node's ~/.ssh/config entry for the remote, on `port` (a closed one makes the remote unreachable from that node). */
+function writeNodeSshConfig(name: string, port: number): void {
+  const n = world.node(name);
+  const remote = world.node('git');
+  const config = join(n.home, '.ssh', 'config');
+  writeFileSync(
+    config,
+    [
+      `Host ${REMOTE_ALIAS}`,
+      '  HostName 127.0.0.1',
+      `  Port ${port}`,
+      `  User ${remote.user}`,
+      '  IdentityFile ~/.ssh/deploy_key',
+      '  IdentitiesOnly yes',
+      '  StrictHostKeyChecking yes',
+      '  ConnectTimeout 5',
+      '',
+    ].join('\n'),
+  );
+  chownSync(config, n.uid, n.uid);
+}
+
+beforeAll(async () => {
+  world = await startSshNodes([{ name: 'n1' }, { name: 'n2' }, { name: 'git' }], 'gsplana');
+  const remote = world.node('git');
+  remoteUser = remote.user;
+  remoteHome = remote.home;
+  // Every key may run git-shell there, and nothing else.
+  const only = (pub: string) => `command="git-shell -c \\"$SSH_ORIGINAL_COMMAND\\"",no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty ${pub}`;
+  const keys = [readFileSync(`${world.clientKey}.pub`, 'utf8').trim(), deployKey('n1', remote.port), deployKey('n2', remote.port)];
+  writeFileSync(join(remote.home, '.ssh/authorized_keys'), `${keys.map(only).join('\n')}\n`);
+  appendFileSync(
+    world.sshConfig,
+    [
+      `Host ${REMOTE_ALIAS}`,
+      '  HostName 127.0.0.1',
+      `  Port ${remote.port}`,
+      `  User ${remote.user}`,
+      `  IdentityFile ${world.clientKey}`,
+      `  UserKnownHostsFile ${world.knownHosts}`,
+      '  IdentitiesOnly yes',
+      '',
+    ].join('\n'),
+  );
+  controllerSsh();
+});
+
+afterAll(async () => {
+  delete process.env.GIT_SSH_COMMAND;
+  await world?.stop();
+  cleanupTempDirs();
+});
+
+/** A bare repository on the remote holding `repo`'s main, owned by the remote's user. */
+function sharedRemote(repo: GitRepo, name: string): string {
+  const path = join(remoteHome, `${name}.git`);
+  execFileSync('git', ['init', '-q', '--bare', path]);
+  repo.git('push', '-q', path, 'main');
+  execFileSync('chown', ['-R', `${remoteUser}:${remoteUser}`, path]);
+  return `${REMOTE_ALIAS}:${name}.git`;
+}
+
+const remoteBranches = (repo: GitRepo, url: string) =>
+  repo
+    .git('ls-remote', '--heads', url)
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split('\t')[1]);
+
+function setup(repo: GitRepo, project: string, extra: object = {}) {
+  const url = sharedRemote(repo, project);
+  const configDir = tempDir('gsync-config-');
+  const alerts = join(tempDir('gsync-alerts-'), 'alerts.jsonl');
+  const agent = ['node', join(world.agents, 'edit.mjs'), '{spec_file}'];
+  writeConfig(
+    configDir,
+    {
+      ssh_config: world.sshConfig,
+      nodes: ['n1', 'n2'].map((name) => ({ name, host: world.node(name).alias, agent })),
+      git_config: { auto_cleanup_branches: true },
+      alert_command: ['tee', '-a', alerts],
+    },
+    { [project]: { repo_local: repo.dir, sync_mode: 'git', repo_url: url, ...extra } },
+  );
+  const ctx = testContext(configDir);
+  return { url, ctx, alerts, specs: tempDir('gsync-specs-'), configDir };
+}
+
+describe('Plan A: a shared remote over real SSH (git-shell)', () => {
+  it('two nodes fetch their task branch from the remote, push back, and both merge; the remote branches are gone after', async () => {
+    const repo = gitRepo({ 'schemas/pack.py': 'SCHEMA = 1\n', 'api/pack.py': 'def pack(): pass\n' });
+    const { url, ctx, alerts, specs, configDir } = setup(repo, 'alpha');
+    const a = await dispatch(ctx, { project: 'alpha', spec: specFile(specs, 'a.md', '# schema\nwrite schemas/pack.py SCHEMA = 2\n'), node: 'n1' });
+    const b = await dispatch(ctx, { project: 'alpha', spec: specFile(specs, 'b.md', '# api\nwrite api/pack.py def pack(x): return x\n'), node: 'n2' });
+    // The code went through the remote: nothing over the SSH connection but task.json and spec.md.
+    expect([a.bundle_bytes, b.bundle_bytes]).toEqual([0, 0]);
+    expect(remoteBranches(repo, url)).toEqual(expect.arrayContaining(['refs/heads/task/alpha-S01-n1', 'refs/heads/task/alpha-S02-n2']));
+    expect(JSON.parse(readFileSync(join(world.node('n1').home, 'dispatch/alpha/tasks/S01/task.json'), 'utf8')).remote).toEqual({
+      url,
+      branch: 'refs/heads/task/alpha-S01-n1',
+    });
+
+    const report = await pullBundles(ctx, { project: 'alpha', wait: true, interval: 0.2, timeout: 90 });
+    expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([
+      ['S01', 'merged'],
+      ['S02', 'merged'],
+    ]);
+    expect(report.exit_code).toBe(0);
+    expect(repo.git('show', 'main:schemas/pack.py')).toBe('SCHEMA = 2\n');
+    expect(repo.git('show', 'main:api/pack.py')).toBe('def pack(x): return x\n');
+    // Each result came back through the remote, not as a bundle, and no alert was raised.
+    for (const id of ['S01', 'S02']) {
+      const dir = join(world.node(id === 'S01' ? 'n1' : 'n2').home, `dispatch/alpha/tasks/${id}`);
+      expect(JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')).remote).toEqual({ pushed: true });
+    }
+    expect(existsSync(alerts)).toBe(false);
+    // auto_cleanup_branches: gone on the remote and here, main pushed nowhere it was not asked to.
+    expect(remoteBranches(repo, url)).toEqual(['refs/heads/main']);
+    expect(repo.git('for-each-ref', 'refs/heads/task/')).toBe('');
+    const store = new Store(join(configDir, 'gsync.db'));
+    expect(store.listTasks('alpha').map((t) => t.downgraded)).toEqual([null, null]);
+    store.close();
+  });
+
+  it('two tasks over the same lines: the conflict is detected and nothing is overwritten', async () => {
+    const repo = gitRepo({ 'config.py': 'PORT = 80\nHOST = "a"\n' });
+    const { ctx, specs } = setup(repo, 'beta');
+    await dispatch(ctx, { project: 'beta', spec: specFile(specs, 'a.md', '# port\nset config.py 1 PORT = 8080\n'), node: 'n1' });
+    await dispatch(ctx, { project: 'beta', spec: specFile(specs, 'b.md', '# port too\nset config.py 1 PORT = 9090\n'), node: 'n2' });
+    const report = await pullBundles(ctx, { project: 'beta', wait: true, interval: 0.2, timeout: 90 });
+    expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([
+      ['S01', 'merged'],
+      ['S02', 'conflicted'],
+    ]);
+    expect(report.tasks[1]!.conflict_paths).toEqual(['config.py']);
+    expect(repo.git('show', 'main:config.py')).toBe('PORT = 8080\nHOST = "a"\n');
+    expect(repo.git('show', 'task/beta-S02-n2:config.py')).toBe('PORT = 9090\nHOST = "a"\n');
+    expect(report.exit_code).toBe(3);
+  });
+
+  it('a node that loses the remote: its push and its next fetch fail, both tasks travel as bundles, merge, and each raises an alert (stderr, store, report, alert_command)', async () => {
+    const repo = gitRepo({ 'README.md': 'hello\n' });
+    const { ctx, alerts, specs, url } = setup(repo, 'gamma');
+    try {
+      // S01 gets its code from the remote; the remote is gone for n2 before it pushes back.
+      const first = await dispatch(ctx, { project: 'gamma', spec: specFile(specs, 'a.md', '# a\nsleep 2\nwrite a.txt from n2\n'), node: 'n2' });
+      expect(first.bundle_bytes).toBe(0);
+      writeNodeSshConfig('n2', 1);
+      // S02, on a main that moved (so the node's cache lacks its base), cannot even fetch: the node asks for the code, and gets a bundle.
+      repo.write('NOTES.md', 'a commit of the user\n');
+      repo.commitAll('notes');
+      const second = await dispatch(ctx, { project: 'gamma', spec: specFile(specs, 'b.md', '# b\nwrite b.txt from n2\n'), node: 'n2' });
+      expect(second.bundle_bytes).toBeGreaterThan(0);
+      const report = await pullBundles(ctx, { project: 'gamma', wait: true, interval: 0.2, timeout: 90 });
+      expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([
+        ['S01', 'merged'],
+        ['S02', 'merged'],
+      ]);
+      expect(repo.git('show', 'main:a.txt')).toBe('from n2\n');
+      expect(repo.git('show', 'main:b.txt')).toBe('from n2\n');
+      expect(report.tasks[0]!.downgraded).toMatch(/^the node could not push to the shared remote \(.+\); the result came back as a bundle$/);
+      expect(report.tasks[1]!.downgraded).toMatch(
+        /^n2 could not take the code from the shared remote \(cannot fetch refs\/heads\/task\/gamma-S02-n2 from the shared remote: .+\); it was sent as a bundle$/,
+      );
+      expect(readFileSync(report.report_path!, 'utf8')).toContain('- downgraded to a bundle: the node could not push');
+      const said = readFileSync(alerts, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { kind: string; task_id: string; node: string; message: string });
+      expect(said.map((s) => [s.kind, s.task_id, s.node])).toEqual([
+        ['downgraded', 'S02', 'n2'],
+        ['downgraded', 'S01', 'n2'],
+      ]);
+      expect(ctx.events.filter((e) => e.kind === 'downgraded')).toHaveLength(2);
+      // The branches the controller pushed for them are cleaned up after the merge all the same.
+      expect(remoteBranches(repo, url)).toEqual(['refs/heads/main']);
+    } finally {
+      writeNodeSshConfig('n2', world.node('git').port);
+    }
+  });
+
+  it('a project switched between modes keeps working: bundle, then the shared remote, then bundle again', async () => {
+    const repo = gitRepo({ 'README.md': 'hello\n' });
+    const { ctx, specs, configDir, url } = setup(repo, 'epsilon');
+    const nodes = JSON.parse(readFileSync(join(configDir, 'nodes.json'), 'utf8')) as object;
+    const mode = (sync_mode: string) => writeConfig(configDir, nodes, { epsilon: { repo_local: repo.dir, sync_mode, repo_url: url } });
+    for (const [i, m] of ['bundle', 'git', 'bundle'].entries()) {
+      mode(m);
+      const sent = await dispatch(ctx, { project: 'epsilon', spec: specFile(specs, `${i}.md`, `# step ${i}\nwrite step${i}.txt ${m}\n`), node: 'n1' });
+      expect(sent.bundle_bytes > 0, m).toBe(m === 'bundle');
+      const report = await pullBundles(ctx, { project: 'epsilon', wait: true, interval: 0.2, timeout: 90 });
+      expect(report.tasks.map((t) => t.outcome)).toEqual(['merged']);
+      expect(repo.git('show', `main:step${i}.txt`)).toBe(`${m}\n`);
+    }
+    expect(remoteBranches(repo, url)).toEqual(['refs/heads/main']);
+  });
+
+  it('a remote the controller cannot push to: the task goes as a bundle, with an alert, and merges', async () => {
+    const repo = gitRepo({ 'README.md': 'hello\n' });
+    const { ctx, alerts, specs, configDir } = setup(repo, 'delta');
+    writeConfig(
+      configDir,
+      {
+        ssh_config: world.sshConfig,
+        nodes: [{ name: 'n1', host: world.node('n1').alias, agent: ['node', join(world.agents, 'edit.mjs'), '{spec_file}'] }],
+        alert_command: ['tee', '-a', alerts],
+      },
+      { delta: { repo_local: repo.dir, sync_mode: 'git', repo_url: `${REMOTE_ALIAS}:no-such-repo.git` } },
+    );
+    const sent = await dispatch(ctx, { project: 'delta', spec: specFile(specs, 'a.md', '# a\nwrite a.txt a\n'), node: 'n1' });
+    expect(sent.bundle_bytes).toBeGreaterThan(0);
+    const report = await pullBundles(ctx, { project: 'delta', wait: true, interval: 0.2, timeout: 90 });
+    expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([['S01', 'merged']]);
+    const said = readFileSync(alerts, 'utf8').trim().split('\n');
+    expect(JSON.parse(said[0]!).message).toMatch(/^the shared remote did not take task\/delta-S01-n1: /);
+  });
+});
