@@ -13,7 +13,7 @@ describe('exitCodeOf', () => {
     ['an SshError (remote command)', new SshError('gpu-1', 'remote', 'gsync-node exited 1'), 5],
     ['a BusyError', new BusyError('another gsync-ctl holds the lock'), 6],
     ['a GitError', new GitError(['merge-tree', '--write-tree'], 128, 'fatal: bad object'), 1],
-    ['a ProtocolError', new ProtocolError('result.json is not valid'), 1],
+    ['a ProtocolError (a node answered outside the protocol)', new ProtocolError('node n1: unexpected answer to accept'), 5],
     ['a bare GsyncError', new GsyncError('something'), 1],
     ['a plain Error', new Error('boom'), 1],
     ['a TypeError (a bug)', new TypeError("Cannot read properties of undefined (reading 'x')"), 1],
