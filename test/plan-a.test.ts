@@ -1,9 +1,10 @@
-import { execFileSync } from 'node:child_process';
-import { appendFileSync, chownSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { appendFileSync, chownSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Store, dispatch, pullBundles } from '@gsync/controller';
 import { cleanupTempDirs, gitRepo, tempDir, type GitRepo } from './helpers/git-repo.js';
+import { startHttpsRemote, type HttpsRemote } from './helpers/https-remote.js';
 import { startSshNodes, type SshWorld } from './helpers/sshd.js';
 import { specFile, testContext, writeConfig } from './helpers/world.js';
 
@@ -252,5 +253,114 @@ describe('Plan A: a shared remote over real SSH (git-shell)', () => {
     expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([['S01', 'merged']]);
     const said = readFileSync(alerts, 'utf8').trim().split('\n');
     expect(JSON.parse(said[0]!).message).toMatch(/^the shared remote did not take task\/delta-S01-n1: /);
+  });
+});
+
+describe('Plan A over HTTPS with a token (git http-backend behind a server that demands it)', () => {
+  const TOKEN = `gsync-test-token-${process.pid}-${Date.now()}`;
+  let https: HttpsRemote;
+  const saved = { ...process.env };
+
+  beforeAll(async () => {
+    https = await startHttpsRemote(TOKEN);
+    // The token and the certificate live in each side's environment, nowhere else.
+    for (const name of ['n1', 'n2']) {
+      const n = world.node(name);
+      const file = join(n.home, '.ssh', 'environment');
+      writeFileSync(file, `GIT_SSL_CAINFO=${https.caFile}\nGITHUB_TOKEN=${TOKEN}\n`);
+      chownSync(file, n.uid, n.uid);
+    }
+    process.env.GIT_SSL_CAINFO = https.caFile;
+    process.env.GITHUB_TOKEN = TOKEN;
+  });
+
+  afterAll(async () => {
+    for (const name of ['n1', 'n2']) writeFileSync(join(world.node(name).home, '.ssh', 'environment'), '');
+    process.env.GITHUB_TOKEN = saved.GITHUB_TOKEN;
+    if (saved.GITHUB_TOKEN === undefined) delete process.env.GITHUB_TOKEN;
+    delete process.env.GIT_SSL_CAINFO;
+    await https?.stop();
+  });
+
+  /** Every file under `dir` whose bytes hold `needle`, links not followed. */
+  function filesHolding(dir: string, needle: string, skip: (path: string) => boolean = () => false): string[] {
+    const found: string[] = [];
+    const walk = (path: string) => {
+      if (skip(path)) return;
+      const st = statSync(path, { throwIfNoEntry: false });
+      if (!st) return;
+      if (st.isDirectory()) for (const name of readdirSync(path)) walk(join(path, name));
+      else if (st.isFile() && readFileSync(path).includes(needle)) found.push(path);
+    };
+    walk(dir);
+    return found;
+  }
+
+  it('two nodes fetch and push with the token handed over by a credential helper; the token is in no argument and no file gsync writes', async () => {
+    const repo = gitRepo({ 'schemas/pack.py': 'SCHEMA = 1\n', 'api/pack.py': 'def pack(): pass\n' });
+    const bare = join(https.root, 'zeta.git');
+    execFileSync('git', ['init', '-q', '--bare', bare]);
+    execFileSync('git', ['-C', bare, 'config', 'http.receivepack', 'true']);
+    repo.git('push', '-q', bare, 'main');
+    const url = https.url('zeta');
+    // The server demands the token: without it, git is turned away (run aside: the server is in this process).
+    const turnedAway = await new Promise<number | null>((done) =>
+      execFile('git', ['ls-remote', url], { env: { ...process.env, GIT_TERMINAL_PROMPT: '0' } }, (error) =>
+        done(error ? ((error as { code?: number }).code ?? -1) : 0),
+      ),
+    );
+    expect(turnedAway).toBe(128);
+
+    const configDir = tempDir('gsync-config-');
+    const agent = ['node', join(world.agents, 'edit.mjs'), '{spec_file}'];
+    writeConfig(
+      configDir,
+      {
+        ssh_config: world.sshConfig,
+        github_token_env: 'GITHUB_TOKEN',
+        nodes: ['n1', 'n2'].map((name) => ({ name, host: world.node(name).alias, agent })),
+        git_config: { auto_cleanup_branches: true },
+      },
+      { zeta: { repo_local: repo.dir, sync_mode: 'git', repo_url: url } },
+    );
+    const ctx = testContext(configDir);
+    const specs = tempDir('gsync-specs-');
+
+    // Every process argument on this machine, looked at while the whole round trip runs.
+    const seen: string[] = [];
+    const watch = setInterval(() => {
+      for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+        try {
+          const cmdline = readFileSync(`/proc/${pid}/cmdline`);
+          if (cmdline.includes(TOKEN)) seen.push(cmdline.toString().replaceAll('\0', ' '));
+        } catch {
+          // gone already
+        }
+      }
+    }, 5);
+    let report: Awaited<ReturnType<typeof pullBundles>>;
+    try {
+      const a = await dispatch(ctx, { project: 'zeta', spec: specFile(specs, 'a.md', '# schema\nwrite schemas/pack.py SCHEMA = 2\n'), node: 'n1' });
+      const b = await dispatch(ctx, { project: 'zeta', spec: specFile(specs, 'b.md', '# api\nwrite api/pack.py def pack(x): return x\n'), node: 'n2' });
+      expect([a.bundle_bytes, b.bundle_bytes]).toEqual([0, 0]);
+      report = await pullBundles(ctx, { project: 'zeta', wait: true, interval: 0.2, timeout: 90 });
+    } finally {
+      clearInterval(watch);
+    }
+    expect(report.tasks.map((t) => [t.task_id, t.outcome, t.downgraded])).toEqual([
+      ['S01', 'merged', undefined],
+      ['S02', 'merged', undefined],
+    ]);
+    expect(repo.git('show', 'main:api/pack.py')).toBe('def pack(x): return x\n');
+    for (const id of ['S01', 'S02']) {
+      const dir = join(world.node(id === 'S01' ? 'n1' : 'n2').home, `dispatch/zeta/tasks/${id}`);
+      expect(JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')).remote).toEqual({ pushed: true });
+    }
+    expect(https.counts.served).toBeGreaterThan(0);
+    expect(https.counts.refused).toBeGreaterThan(0);
+    expect(seen).toEqual([]);
+    // Nowhere gsync writes: the config dir (store, reports), the repository, the nodes' work roots; nor the remote.
+    const homes = ['n1', 'n2'].map((n) => join(world.node(n).home, 'dispatch'));
+    for (const dir of [configDir, repo.dir, ...homes, bare]) expect(filesHolding(dir, TOKEN), dir).toEqual([]);
   });
 });

@@ -334,3 +334,16 @@ export async function hasIdentity(cwd: string): Promise<boolean> {
 }
 
 export { lines as splitLines };
+
+/**
+ * What git needs to authenticate to a remote with a token kept in an environment
+ * variable: a credential helper whose text is a constant (the token is read from the
+ * environment when git asks, so it never appears in an argument, a config file or a
+ * URL), and that environment. Nothing when there is no such variable.
+ */
+export function tokenCredentials(tokenEnv: string | undefined, env: NodeJS.ProcessEnv): { args: string[]; env: Record<string, string> } {
+  const token = tokenEnv ? env[tokenEnv] : undefined;
+  if (!token) return { args: [], env: {} };
+  const helper = `!f() { test "$1" = get && printf 'username=x-access-token\\npassword=%s\\n' "$GSYNC_REMOTE_TOKEN"; }; f`;
+  return { args: ['-c', 'credential.helper=', '-c', `credential.helper=${helper}`], env: { GSYNC_REMOTE_TOKEN: token } };
+}

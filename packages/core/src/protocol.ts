@@ -61,7 +61,14 @@ export const TaskManifest = z.object({
    * base commit. With no bundle, the node fetches it from there; either way it pushes the
    * task branch back there when the agent is done (result.json says whether that worked).
    */
-  remote: z.optional(z.object({ url: z.string().check(z.minLength(1)), branch: fullRef })),
+  remote: z.optional(
+    z.object({
+      url: z.string().check(z.minLength(1)),
+      branch: fullRef,
+      /** The environment variable that holds the remote's token on the node, if it takes one (HTTPS). */
+      token_env: z.optional(z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]*$/))),
+    }),
+  ),
   spec: z.object({ name: z.literal(FILES.spec), sha256, title: z.string() }),
   agent: z.object({
     argv: z.array(z.string()).check(z.minLength(1)),

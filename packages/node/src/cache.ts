@@ -145,11 +145,13 @@ const firstLine = (text: string) => text.trim().split('\n')[0] ?? '';
 
 /** The task's branch from the shared remote into the cache (that branch alone); why not, when it fails. */
 async function fetchFromRemote(dir: string, remote: NonNullable<TaskManifest['remote']>, ref: string): Promise<string | undefined> {
+  const auth = gitOps.tokenCredentials(remote.token_env, process.env);
   const r = await gitOps.git(
     dir,
-    ['fetch', '-q', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', '--', remote.url, `+${remote.branch}:${ref}`],
+    [...auth.args, 'fetch', '-q', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', '--', remote.url, `+${remote.branch}:${ref}`],
     {
       okExitCodes: [1, 128],
+      env: auth.env,
     },
   );
   return r.exitCode === 0 ? undefined : `cannot fetch ${remote.branch} from the shared remote: ${firstLine(r.stderr) || `git exited with ${r.exitCode}`}`;

@@ -135,11 +135,17 @@ async function pushToRemote(
   head: string,
   base: string,
 ): Promise<{ pushed: boolean; error?: string }> {
-  const r = await gitOps.git(repo, ['push', '-q', '--no-verify', `--force-with-lease=${remote.branch}:${base}`, '--', remote.url, `${head}:${remote.branch}`], {
-    okExitCodes: [1, 128],
-  });
+  const auth = gitOps.tokenCredentials(remote.token_env, process.env);
+  const r = await gitOps.git(
+    repo,
+    [...auth.args, 'push', '-q', '--no-verify', `--force-with-lease=${remote.branch}:${base}`, '--', remote.url, `${head}:${remote.branch}`],
+    {
+      okExitCodes: [1, 128],
+      env: auth.env,
+    },
+  );
   if (r.exitCode === 0) return { pushed: true };
-  const there = await gitOps.git(repo, ['ls-remote', '--', remote.url, remote.branch], { okExitCodes: [1, 2, 128] });
+  const there = await gitOps.git(repo, [...auth.args, 'ls-remote', '--', remote.url, remote.branch], { okExitCodes: [1, 2, 128], env: auth.env });
   if (there.exitCode === 0 && there.stdout.split('\t')[0] === head) return { pushed: true };
   const why =
     r.stderr

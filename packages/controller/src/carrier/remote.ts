@@ -28,6 +28,12 @@ export function remoteUrl(project: ProjectConfig): string {
   return project.repo_url!;
 }
 
+/** git with the remote's token, when the project names one (see tokenCredentials): never in an argument. */
+function remoteGit(project: ProjectConfig, cwd: string, args: readonly string[]) {
+  const auth = gitOps.tokenCredentials(project.token_env, process.env);
+  return gitOps.git(cwd, [...auth.args, ...args], { okExitCodes: [1, 2, 128], timeoutMs: REMOTE_SECONDS * 1000, env: auth.env });
+}
+
 const firstLine = (text: string, fallback: string) =>
   text
     .trim()
@@ -41,19 +47,24 @@ async function sendViaRemote(code: OutgoingCode): Promise<CodeParcel> {
   const url = remoteUrl(code.project);
   const branch = `refs/heads/${code.branch}`;
   // Only a branch that is not there yet, or already at this commit (a dispatch sent again), is written.
-  const r = await gitOps.git(
-    code.project.repo_local,
-    ['push', '-q', '--no-verify', `--force-with-lease=${branch}:`, '--', url, `${code.base.commit}:${branch}`],
-    { okExitCodes: [1, 128], timeoutMs: REMOTE_SECONDS * 1000 },
-  );
+  const r = await remoteGit(code.project, code.project.repo_local, [
+    'push',
+    '-q',
+    '--no-verify',
+    `--force-with-lease=${branch}:`,
+    '--',
+    url,
+    `${code.base.commit}:${branch}`,
+  ]);
   if (r.exitCode !== 0) {
-    const there = await gitOps.git(code.project.repo_local, ['ls-remote', '--', url, branch], { okExitCodes: [1, 2, 128], timeoutMs: REMOTE_SECONDS * 1000 });
+    const there = await remoteGit(code.project, code.project.repo_local, ['ls-remote', '--', url, branch]);
     if (!(there.exitCode === 0 && there.stdout.split('\t')[0] === code.base.commit)) {
       const parcel = await bundleCarrier.send(code);
       return { ...parcel, downgraded: `the shared remote did not take ${code.branch}: ${firstLine(r.stderr, `git push exited with ${r.exitCode}`)}` };
     }
   }
-  return { manifest: { remote: { url, branch } }, files: [], bytes: 0, dispose: async () => {} };
+  const token_env = code.project.token_env;
+  return { manifest: { remote: { url, branch, ...(token_env ? { token_env } : {}) } }, files: [], bytes: 0, dispose: async () => {} };
 }
 
 /**
@@ -85,24 +96,20 @@ async function receiveFromRemote(incoming: IncomingResult): Promise<Receipt> {
     await mkdir(join(repo, 'objects', 'info'), { recursive: true });
     await writeFile(join(repo, 'objects', 'info', 'alternates'), `${join(gitDir, 'objects')}\n`);
     const ref = 'refs/gsync/result';
-    const r = await gitOps.git(
-      repo,
-      [
-        '-c',
-        'fetch.fsckObjects=true',
-        '-c',
-        'transfer.unpackLimit=1',
-        'fetch',
-        '-q',
-        '--no-tags',
-        '--no-write-fetch-head',
-        '--no-recurse-submodules',
-        '--',
-        remoteUrl(project),
-        `+refs/heads/${task.branch}:${ref}`,
-      ],
-      { okExitCodes: [1, 128], timeoutMs: REMOTE_SECONDS * 1000 },
-    );
+    const r = await remoteGit(project, repo, [
+      '-c',
+      'fetch.fsckObjects=true',
+      '-c',
+      'transfer.unpackLimit=1',
+      'fetch',
+      '-q',
+      '--no-tags',
+      '--no-write-fetch-head',
+      '--no-recurse-submodules',
+      '--',
+      remoteUrl(project),
+      `+refs/heads/${task.branch}:${ref}`,
+    ]);
     if (r.exitCode !== 0) {
       await dropQuarantine(q);
       return { kind: 'rejected', reason: `cannot fetch ${task.branch} from the shared remote: ${firstLine(r.stderr, `git fetch exited with ${r.exitCode}`)}` };
@@ -137,15 +144,12 @@ async function receiveFromRemote(incoming: IncomingResult): Promise<Receipt> {
 export async function deleteRemoteBranch(project: ProjectConfig, branch: string, at: readonly string[], dryRun = false): Promise<string | undefined> {
   const ref = `refs/heads/${branch}`;
   const url = remoteUrl(project);
-  const there = await gitOps.git(project.repo_local, ['ls-remote', '--', url, ref], { okExitCodes: [1, 2, 128], timeoutMs: REMOTE_SECONDS * 1000 });
+  const there = await remoteGit(project, project.repo_local, ['ls-remote', '--', url, ref]);
   if (there.exitCode !== 0) return firstLine(there.stderr, `git ls-remote exited with ${there.exitCode}`);
   const oid = there.stdout.split('\t')[0]?.trim();
   if (!oid) return 'not there';
   if (!at.includes(oid)) return `it moved to ${oid.slice(0, 12)} since`;
   if (dryRun) return undefined;
-  const r = await gitOps.git(project.repo_local, ['push', '-q', '--no-verify', `--force-with-lease=${ref}:${oid}`, '--', url, `:${ref}`], {
-    okExitCodes: [1, 128],
-    timeoutMs: REMOTE_SECONDS * 1000,
-  });
+  const r = await remoteGit(project, project.repo_local, ['push', '-q', '--no-verify', `--force-with-lease=${ref}:${oid}`, '--', url, `:${ref}`]);
   return r.exitCode === 0 ? undefined : firstLine(r.stderr, `git push exited with ${r.exitCode}`);
 }

@@ -94,7 +94,7 @@ export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
     if (node.known_hosts) node.known_hosts = expandUserPath(node.known_hosts, home, dir);
     if (node.transport === 'local') node.home = expandUserPath(node.home ?? join('nodes', node.name), home, dir);
   });
-  for (const key of unknownKeys(rawNodes, Object.keys(NodesFile.shape))) warnings.push(`${nodesFile}: ${key}: unknown field, ignored`);
+  for (const key of unknownKeys(rawNodes, Object.keys(NodesFile.shape))) if (key !== 'git_mode') warnings.push(`${nodesFile}: ${key}: unknown field, ignored`);
 
   checkPolicy(nodesData.secrets, nodesFile, 'secrets');
   for (const key of unknownKeys((rawNodes as Record<string, unknown>).git_config, Object.keys(GitConfig.shape))) {
@@ -128,6 +128,7 @@ export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
     projects.set(projectName, {
       ...p,
       ...(repoUrl ? { repo_url: repoUrl } : {}),
+      ...(nodesData.github_token_env ? { token_env: nodesData.github_token_env } : {}),
       name: projectName,
       repo_local: expandUserPath(p.repo_local, home, dir),
       verify_readonly_paths: p.verify_readonly_paths.map((path) => expandUserPath(path, home, dir)),

@@ -68,6 +68,11 @@ export const NodesFile = z.object({
   retention_days: z._default(positive, 30),
   /** Run (argv, no shell) with each alert as JSON on stdin: a downgrade from the shared remote. */
   alert_command: z.optional(argv),
+  /**
+   * Plan A over HTTPS: the name of the environment variable that holds the remote's token,
+   * on the controller and on each node (its value never leaves the machine it is on).
+   */
+  github_token_env: z.optional(z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name, like "GITHUB_TOKEN"'))),
   /** How many times a cut or stalled transfer is tried again (with backoff) within one run. */
   transfer_retries: z._default(z.int().check(z.nonnegative()), 3),
   secrets: z._default(SecretsConfig, () => z.parse(SecretsConfig, {})),
@@ -97,7 +102,12 @@ export const ProjectsFile = z.record(z.string(), ProjectEntry);
 export const NAME_RULE = 'must be letters, digits, ".", "_" or "-" (start and end with a letter or digit)';
 
 export type NodeConfig = z.infer<typeof NodeEntry>;
-export type ProjectConfig = z.infer<typeof ProjectEntry> & { name: string; sync_mode: 'bundle' | 'git' | 'scp' };
+export type ProjectConfig = z.infer<typeof ProjectEntry> & {
+  name: string;
+  sync_mode: 'bundle' | 'git' | 'scp';
+  /** nodes.json's github_token_env: the variable holding the shared remote's token, here and on the nodes. */
+  token_env?: string;
+};
 export type GitSettings = z.infer<typeof GitConfig>;
 
 export interface Config {
