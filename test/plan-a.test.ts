@@ -1,12 +1,13 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { appendFileSync, chownSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Store, dispatch, pullBundles } from '@gsync/controller';
+import { Store, dispatch, pullBundles, type CleanupResult } from '@gsync/controller';
 import { cleanupTempDirs, gitRepo, tempDir, type GitRepo } from './helpers/git-repo.js';
 import { startHttpsRemote, type HttpsRemote } from './helpers/https-remote.js';
+import { setUpSshRemote, type SshRemote } from './helpers/git-remote.js';
 import { startSshNodes, type SshWorld } from './helpers/sshd.js';
-import { specFile, testContext, writeConfig } from './helpers/world.js';
+import { runCtl, specFile, testContext, writeConfig } from './helpers/world.js';
 
 /**
  * Plan A (sync_mode "git") against real OpenSSH: a shared bare repository served by a
@@ -16,72 +17,12 @@ import { specFile, testContext, writeConfig } from './helpers/world.js';
  * like bundles; where the remote fails a task travels as a bundle, with an alert.
  */
 let world: SshWorld;
-let remoteUser: string;
-let remoteHome: string;
-const REMOTE_ALIAS = 'shared-remote';
-
-/** `ssh` for the controller's git: the test ssh config, which knows the remote's alias. */
-function controllerSsh(): void {
-  process.env.GIT_SSH_COMMAND = `ssh -F ${world.sshConfig}`;
-}
-
-/** Gives a node user a deploy key and an ssh config entry for the remote; returns the key's public half. */
-function deployKey(name: string, port: number): string {
-  const n = world.node(name);
-  const key = join(n.home, '.ssh', 'deploy_key');
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `deploy-${name}`, '-f', key]);
-  const remote = world.node('git');
-  writeFileSync(join(n.home, '.ssh', 'known_hosts'), `[127.0.0.1]:${remote.port} ${remote.hostKeyPub}\n`);
-  writeNodeSshConfig(name, port);
-  for (const f of ['deploy_key', 'deploy_key.pub', 'known_hosts']) chownSync(join(n.home, '.ssh', f), n.uid, n.uid);
-  return readFileSync(`${key}.pub`, 'utf8').trim();
-}
-
-/** The node's ~/.ssh/config entry for the remote, on `port` (a closed one makes the remote unreachable from that node). */
-function writeNodeSshConfig(name: string, port: number): void {
-  const n = world.node(name);
-  const remote = world.node('git');
-  const config = join(n.home, '.ssh', 'config');
-  writeFileSync(
-    config,
-    [
-      `Host ${REMOTE_ALIAS}`,
-      '  HostName 127.0.0.1',
-      `  Port ${port}`,
-      `  User ${remote.user}`,
-      '  IdentityFile ~/.ssh/deploy_key',
-      '  IdentitiesOnly yes',
-      '  StrictHostKeyChecking yes',
-      '  ConnectTimeout 5',
-      '',
-    ].join('\n'),
-  );
-  chownSync(config, n.uid, n.uid);
-}
+let remote: SshRemote;
 
 beforeAll(async () => {
   world = await startSshNodes([{ name: 'n1' }, { name: 'n2' }, { name: 'git' }], 'gsplana');
-  const remote = world.node('git');
-  remoteUser = remote.user;
-  remoteHome = remote.home;
-  // Every key may run git-shell there, and nothing else.
-  const only = (pub: string) => `command="git-shell -c \\"$SSH_ORIGINAL_COMMAND\\"",no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty ${pub}`;
-  const keys = [readFileSync(`${world.clientKey}.pub`, 'utf8').trim(), deployKey('n1', remote.port), deployKey('n2', remote.port)];
-  writeFileSync(join(remote.home, '.ssh/authorized_keys'), `${keys.map(only).join('\n')}\n`);
-  appendFileSync(
-    world.sshConfig,
-    [
-      `Host ${REMOTE_ALIAS}`,
-      '  HostName 127.0.0.1',
-      `  Port ${remote.port}`,
-      `  User ${remote.user}`,
-      `  IdentityFile ${world.clientKey}`,
-      `  UserKnownHostsFile ${world.knownHosts}`,
-      '  IdentitiesOnly yes',
-      '',
-    ].join('\n'),
-  );
-  controllerSsh();
+  remote = setUpSshRemote(world, ['n1', 'n2']);
+  process.env.GIT_SSH_COMMAND = remote.sshCommand;
 });
 
 afterAll(async () => {
@@ -89,15 +30,6 @@ afterAll(async () => {
   await world?.stop();
   cleanupTempDirs();
 });
-
-/** A bare repository on the remote holding `repo`'s main, owned by the remote's user. */
-function sharedRemote(repo: GitRepo, name: string): string {
-  const path = join(remoteHome, `${name}.git`);
-  execFileSync('git', ['init', '-q', '--bare', path]);
-  repo.git('push', '-q', path, 'main');
-  execFileSync('chown', ['-R', `${remoteUser}:${remoteUser}`, path]);
-  return `${REMOTE_ALIAS}:${name}.git`;
-}
 
 const remoteBranches = (repo: GitRepo, url: string) =>
   repo
@@ -108,7 +40,7 @@ const remoteBranches = (repo: GitRepo, url: string) =>
     .map((l) => l.split('\t')[1]);
 
 function setup(repo: GitRepo, project: string, extra: object = {}) {
-  const url = sharedRemote(repo, project);
+  const url = remote.create(repo, project);
   const configDir = tempDir('gsync-config-');
   const alerts = join(tempDir('gsync-alerts-'), 'alerts.jsonl');
   const agent = ['node', join(world.agents, 'edit.mjs'), '{spec_file}'];
@@ -185,7 +117,7 @@ describe('Plan A: a shared remote over real SSH (git-shell)', () => {
       // S01 gets its code from the remote; the remote is gone for n2 before it pushes back.
       const first = await dispatch(ctx, { project: 'gamma', spec: specFile(specs, 'a.md', '# a\nsleep 2\nwrite a.txt from n2\n'), node: 'n2' });
       expect(first.bundle_bytes).toBe(0);
-      writeNodeSshConfig('n2', 1);
+      remote.reach('n2', 1);
       // S02, on a main that moved (so the node's cache lacks its base), cannot even fetch: the node asks for the code, and gets a bundle.
       repo.write('NOTES.md', 'a commit of the user\n');
       repo.commitAll('notes');
@@ -215,7 +147,7 @@ describe('Plan A: a shared remote over real SSH (git-shell)', () => {
       // The branches the controller pushed for them are cleaned up after the merge all the same.
       expect(remoteBranches(repo, url)).toEqual(['refs/heads/main']);
     } finally {
-      writeNodeSshConfig('n2', world.node('git').port);
+      remote.reach('n2');
     }
   });
 
@@ -235,6 +167,38 @@ describe('Plan A: a shared remote over real SSH (git-shell)', () => {
     expect(remoteBranches(repo, url)).toEqual(['refs/heads/main']);
   });
 
+  it('without auto_cleanup_branches the remote branches stay until cleanup, which deletes only those still where the task left them', async () => {
+    const repo = gitRepo({ 'README.md': 'hello\n' });
+    const { ctx, specs, configDir, url } = setup(repo, 'eta');
+    const nodes = JSON.parse(readFileSync(join(configDir, 'nodes.json'), 'utf8')) as { git_config: object };
+    writeConfig(configDir, { ...nodes, git_config: {} }, { eta: { repo_local: repo.dir, sync_mode: 'git', repo_url: url } });
+    await dispatch(ctx, { project: 'eta', spec: specFile(specs, 'a.md', '# a\nwrite a.txt a\n'), node: 'n1' });
+    await dispatch(ctx, { project: 'eta', spec: specFile(specs, 'b.md', '# b\nwrite b.txt b\n'), node: 'n2' });
+    const report = await pullBundles(ctx, { project: 'eta', wait: true, interval: 0.2, timeout: 90 });
+    expect(report.tasks.map((t) => t.outcome)).toEqual(['merged', 'merged']);
+    expect(remoteBranches(repo, url)).toEqual(['refs/heads/main', 'refs/heads/task/eta-S01-n1', 'refs/heads/task/eta-S02-n2']);
+    // Someone pushes more work onto S02's branch on the remote: that branch is theirs now.
+    const more = repo.git('commit-tree', 'task/eta-S02-n2^{tree}', '-p', 'task/eta-S02-n2', '-m', 'more').trim();
+    repo.git('push', '-q', url, `${more}:refs/heads/task/eta-S02-n2`);
+
+    const run = async (...args: string[]) => JSON.parse((await runCtl(configDir, ['--json', 'cleanup', '--project', 'eta', ...args])).out) as CleanupResult;
+    const dry = await run('--dry-run');
+    expect(dry.removed.filter((r) => r.what === 'remote_branch').map((r) => r.name)).toEqual(['task/eta-S01-n1']);
+    expect(dry.kept.filter((k) => k.what === 'remote_branch').map((k) => [k.name, k.reason])).toEqual([
+      ['task/eta-S02-n2', `it moved to ${more.slice(0, 12)} since`],
+    ]);
+    expect(remoteBranches(repo, url)).toHaveLength(3);
+    const real = await run();
+    expect(real.removed.filter((r) => r.what === 'remote_branch').map((r) => r.name)).toEqual(['task/eta-S01-n1']);
+    expect(remoteBranches(repo, url)).toEqual(['refs/heads/main', 'refs/heads/task/eta-S02-n2']);
+    // The task dirs on both nodes are gone as well.
+    for (const [node, id] of [
+      ['n1', 'S01'],
+      ['n2', 'S02'],
+    ] as const)
+      expect(existsSync(join(world.node(node).home, 'dispatch/eta/tasks', id))).toBe(false);
+  });
+
   it('a remote the controller cannot push to: the task goes as a bundle, with an alert, and merges', async () => {
     const repo = gitRepo({ 'README.md': 'hello\n' });
     const { ctx, alerts, specs, configDir } = setup(repo, 'delta');
@@ -245,7 +209,7 @@ describe('Plan A: a shared remote over real SSH (git-shell)', () => {
         nodes: [{ name: 'n1', host: world.node('n1').alias, agent: ['node', join(world.agents, 'edit.mjs'), '{spec_file}'] }],
         alert_command: ['tee', '-a', alerts],
       },
-      { delta: { repo_local: repo.dir, sync_mode: 'git', repo_url: `${REMOTE_ALIAS}:no-such-repo.git` } },
+      { delta: { repo_local: repo.dir, sync_mode: 'git', repo_url: `${remote.alias}:no-such-repo.git` } },
     );
     const sent = await dispatch(ctx, { project: 'delta', spec: specFile(specs, 'a.md', '# a\nwrite a.txt a\n'), node: 'n1' });
     expect(sent.bundle_bytes).toBeGreaterThan(0);
