@@ -1,6 +1,6 @@
 import { type BigIntStats, existsSync, linkSync, lstatSync, mkdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
-import { copyFile, lstat, mkdir, rename, rm, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { copyFile, lstat, mkdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { git } from './git.js';
 
 /**
@@ -77,6 +77,16 @@ async function saveAside(file: string, asideDir: string, path: string): Promise<
   return saved;
 }
 
+/** The worktree's own git dir, read from its `.git` (a folder, or a file naming it) without starting git. */
+async function worktreeGitDir(worktree: string): Promise<string> {
+  const dotGit = join(worktree, '.git');
+  const s = await lstat(dotGit).catch(() => undefined);
+  if (s?.isDirectory()) return dotGit;
+  const named = s?.isFile() ? /^gitdir: (.+)$/m.exec(await readFile(dotGit, 'utf8'))?.[1]?.trim() : undefined;
+  if (named) return isAbsolute(named) ? named : resolve(worktree, named);
+  return (await git(worktree, ['rev-parse', '--absolute-git-dir'])).stdout.trim();
+}
+
 /**
  * Fast-forwards `ref`, checked out in `worktree`, from `from` to `to`, file by file (see
  * above). Refused, with git's words and paths, where git would refuse: a file it would
@@ -84,7 +94,7 @@ async function saveAside(file: string, asideDir: string, path: string): Promise<
  * aside go under `asideDir`.
  */
 export async function fastForwardCheckout(worktree: string, ref: string, from: string, to: string, asideDir: string, reflog: string): Promise<CheckoutUpdate> {
-  const gitDir = (await git(worktree, ['rev-parse', '--absolute-git-dir'])).stdout.trim();
+  const gitDir = await worktreeGitDir(worktree);
   const list = await changes(worktree, from, to);
   const before = new Map<string, Seen>();
   for (const c of list) if (c.status !== 'A') before.set(c.path, stats(join(worktree, c.path)));
@@ -100,7 +110,10 @@ export async function fastForwardCheckout(worktree: string, ref: string, from: s
   }
 
   const stage = join(gitDir, `gsync-checkout-${process.pid}`);
-  const sparse = (await git(worktree, ['config', '--bool', 'core.sparseCheckout'], { okExitCodes: [1] })).stdout.trim() === 'true';
+  // A sparse checkout has its patterns in this file; without it there is nothing sparse to respect.
+  const sparse =
+    existsSync(join(gitDir, 'info', 'sparse-checkout')) &&
+    (await git(worktree, ['config', '--bool', 'core.sparseCheckout'], { okExitCodes: [1] })).stdout.trim() === 'true';
   if (sparse || list.some((c) => c.oldMode === '160000' || c.newMode === '160000') || (await lstat(gitDir)).dev !== (await lstat(worktree)).dev) {
     const r = await git(worktree, ['merge', '--ff-only', '--no-edit', '-q', to], { okExitCodes: [1, 128] });
     if (r.exitCode !== 0) return { kind: 'refused', message: r.stderr.trim().split('\n')[0] ?? 'git refused the update', paths: refusedPaths(r.stderr) };
