@@ -36,8 +36,11 @@ describe('gsync-ctl on bad input', () => {
     ['missing spec', ['dispatch', '--project', 'proj', '--spec', join(w.specs, 'missing.md')], /spec .*missing\.md: file not found/],
     ['path-like task id', ['dispatch', '--project', 'proj', '--spec', good, '--task', '../../x'], /task id "\.\.\/\.\.\/x" may hold only letters/],
     ['task id with a shell substitution', ['dispatch', '--project', 'proj', '--spec', good, '--task', '$(id)'], /task id "\$\(id\)" may hold only/],
-    ['missing flag', ['dispatch', '--project', 'proj'], /Missing required argument: spec/],
-    ['unknown command', ['frobnicate'], /Unknown argument: frobnicate/],
+    ['missing flag', ['dispatch', '--project', 'proj'], /^gsync-ctl: missing --spec$/],
+    ['unknown command', ['frobnicate'], /^gsync-ctl: unknown argument "frobnicate"$/],
+    ['a mistyped command', ['pul', '--project', 'proj'], /^gsync-ctl: unknown command "pul": did you mean pull\?$/],
+    ['a mistyped flag', ['status', '--project', 'proj', '--jsn'], /^gsync-ctl: unknown argument --jsn \(did you mean --json\?\)$/],
+    ['a mistyped required flag', ['dispatch', '--projet', 'proj', '--spec', good], /^gsync-ctl: unknown argument --projet \(did you mean --project\?\)$/],
     [
       'a task id for several specs',
       ['dispatch', '--project', 'proj', '--spec', good, '--spec', good, '--task', 'T1'],
@@ -54,6 +57,17 @@ describe('gsync-ctl on bad input', () => {
       expect(existsSync(nodeHome)).toBe(false);
     });
   }
+
+  it('--version and -V print the version; -h is --help', () => {
+    for (const flag of ['--version', '-V']) {
+      const r = ctl(w.configDir, flag);
+      expect([r.code, r.stdout.trim()]).toEqual([0, expect.stringMatching(/^gsync-ctl \d+\.\d+\.\d+$/)]);
+    }
+    const help = ctl(w.configDir, '-h');
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('gsync-ctl <command> [options]');
+    expect(help.stdout).toContain('cleanup');
+  });
 
   it('an empty spec is refused', () => {
     const r = ctl(w.configDir, 'dispatch', '--project', 'proj', '--spec', specFile(w.specs, 'empty.md', '\n  \n'));

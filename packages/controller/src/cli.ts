@@ -28,6 +28,66 @@ export function exitCodeOf(error: unknown): number {
   return EXIT.internal;
 }
 
+declare const GSYNC_VERSION: string;
+/** The version of this build (the same for gsync-ctl and the gsync-node it installs). */
+export const VERSION = typeof GSYNC_VERSION === 'string' ? GSYNC_VERSION : '0.0.0-dev';
+
+/** Every flag some command takes: what a mistyped one is compared with. */
+const FLAGS = 'config-dir json verbose accept-new timeout project spec task node wait interval any-order agent all older-than dry-run help version'.split(' ');
+
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length]!;
+}
+
+/** Flags followed by a value (the value is not the command). */
+const VALUED = new Set(['config-dir', 'timeout', 'project', 'spec', 'task', 'node', 'interval', 'agent', 'older-than']);
+
+/** The first word that is neither a flag nor a flag's value: the command as typed. */
+function commandWord(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('-')) return a;
+    if (a.startsWith('--') && !a.includes('=') && VALUED.has(a.slice(2))) i++;
+  }
+  return undefined;
+}
+
+/** yargs' words for a typo, made into one line that says what was wrong and what was meant. */
+function usageError(message: string, argv: readonly string[]): UsageError {
+  const command = commandWord(argv);
+  const help = { hint: `gsync-ctl ${command ? `${command} ` : ''}--help lists what it takes` };
+  const meant = /^Did you mean (.+)\?$/.exec(message);
+  if (meant) return new UsageError(`unknown command "${command}": did you mean ${meant[1]}?`, { hint: 'gsync-ctl --help lists the commands' });
+  const unknown = /^Unknown arguments?: (.+)$/.exec(message);
+  if (unknown) {
+    const words = unknown[1]!.split(', ');
+    const described = words.map((word) => {
+      const close = FLAGS.map((f) => [f, editDistance(word, f)] as const).sort((x, y) => x[1] - y[1])[0]!;
+      const flag = argv.some((a) => a === word) ? `"${word}"` : `--${word}`;
+      return close[1] <= 2 && close[1] < word.length ? `${flag} (did you mean --${close[0]}?)` : flag;
+    });
+    return new UsageError(`unknown ${words.length > 1 ? 'arguments' : 'argument'} ${described.join(', ')}`, help);
+  }
+  const missing = /^Missing required arguments?: (.+)$/.exec(message);
+  if (missing) {
+    const needed = missing[1]!.split(', ');
+    // A required flag is usually missing because it was mistyped: say which.
+    for (const token of argv.filter((a) => a.startsWith('--')).map((a) => a.slice(2).split('=')[0]!)) {
+      if (FLAGS.includes(token)) continue;
+      const meant = needed.find((n) => editDistance(token, n) <= 2);
+      if (meant) return new UsageError(`unknown argument --${token} (did you mean --${meant}?)`, help);
+    }
+    return new UsageError(`missing ${needed.map((n) => `--${n}`).join(', ')}`, help);
+  }
+  return new UsageError(message);
+}
+
 interface Global {
   configDir?: string;
   verbose: boolean;
@@ -215,11 +275,14 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     )
     .demandCommand(1, 'name a command: dispatch, pull-bundles, conflicts, resolve, retry, status or cleanup')
     .strict()
+    .recommendCommands()
     .help()
-    .version(false)
+    .alias('help', 'h')
+    .version('version', 'print the version of gsync-ctl', `gsync-ctl ${VERSION}`)
+    .alias('version', 'V')
     .exitProcess(false)
     .fail((message, error) => {
-      throw error ?? new UsageError(message);
+      throw error ?? usageError(message, argv);
     });
 
   try {
