@@ -1,6 +1,7 @@
 import type { ChalkInstance } from 'chalk';
 import type { CleanupResult } from './commands/cleanup.js';
 import { inert } from '@gsync/core/inert';
+import { humanBytes } from '@gsync/core/units';
 import type { ProgressEvent } from './context.js';
 import { ATTENTION_STATES } from './lifecycle/states.js';
 import type { RunReport } from './report/report.js';
@@ -109,18 +110,6 @@ export function renderForecast(c: ChalkInstance, r: ConflictsResult): string {
     ),
   );
   return lines.join('\n');
-}
-
-/** Bytes as people read them: 512 B, 3.4 KiB, 292 MiB. */
-export function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${v} B` : `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
 }
 
 export function renderCleanup(c: ChalkInstance, r: CleanupResult): string {

@@ -14,3 +14,4 @@ export { git, spawnGit, ZERO_OID, type GitOptions, type GitProcess, type GitResu
 export * from './secrets.js';
 export * from './inert.js';
 export * from './checkout.js';
+export * from './units.js';

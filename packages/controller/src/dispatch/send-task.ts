@@ -1,4 +1,4 @@
-import { FILES, PROTOCOL_VERSION, ProtocolError, SshError, errorMessage, failpoint, inert, type TaskManifest } from '@gsync/core';
+import { FILES, PROTOCOL_VERSION, ProtocolError, SshError, errorMessage, failpoint, humanBytes, inert, type TaskManifest } from '@gsync/core';
 import { carrierFor, type CodeParcel } from '../carrier/carrier.js';
 import { secretPolicy, type NodeConfig, type ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
@@ -241,7 +241,7 @@ async function deliverOnce(session: Session, reserved: ReservedTask, links?: Nod
       {
         level: 'info',
         kind: 'dispatched',
-        message: `dispatched ${taskId} to ${node.name} on ${branch} (base ${base.commit.slice(0, 12)}, ${parcel.bytes} bytes of code)${req.resolves ? `, resolving ${req.resolves.task.task_id}` : ''}`,
+        message: `dispatched ${taskId} to ${node.name} on ${branch} (base ${base.commit.slice(0, 12)}, ${humanBytes(parcel.bytes)} of code)${req.resolves ? `, resolving ${req.resolves.task.task_id}` : ''}`,
         data: { base: base.commit, bundle: parcel.bundle, pid: answer.start?.pid, resolves: req.resolves?.task.task_id, files },
       },
     );
