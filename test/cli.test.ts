@@ -58,6 +58,23 @@ describe('gsync-ctl on bad input', () => {
     });
   }
 
+  it('a dispatch that fails says so once', () => {
+    const { configDir, specs, repo } = world();
+    writeConfig(
+      configDir,
+      { nodes: [{ name: 'far', host: '127.0.0.1', port: 1, connect_timeout_seconds: 2, identity_file: join(specs, 'no-such-key') }] },
+      { proj: { repo_local: repo.dir } },
+    );
+    const r = ctl(configDir, 'dispatch', '--project', 'proj', '--spec', specFile(specs, 's.md', '# one\n'));
+    expect(r.code).toBe(5);
+    const lines = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !l.startsWith('  '));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^gsync-ctl: node far: /);
+  });
+
   it('--version and -V print the version; -h is --help', () => {
     for (const flag of ['--version', '-V']) {
       const r = ctl(w.configDir, flag);

@@ -122,6 +122,8 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       acceptNew: g.acceptNew,
       deadline: g.timeout === undefined ? undefined : Date.now() + g.timeout * 1000,
       onEvent: (e) => {
+        // A failed dispatch is said once, by the command's own error line (it is still in the event log).
+        if (e.kind === 'dispatch_failed') return;
         if (!g.json || e.level !== 'info') say(renderEvent(c, e));
       },
     };
