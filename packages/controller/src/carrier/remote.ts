@@ -1,6 +1,6 @@
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { gitOps } from '@gsync/core';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { gitOps, treeBytes } from '@gsync/core';
 import type { ProjectConfig } from '../config.js';
 import { openQuarantine, dropQuarantine, type Quarantine } from '../result/quarantine.js';
 import { bundleCarrier } from './bundle.js';
@@ -92,48 +92,40 @@ async function receiveFromRemote(incoming: IncomingResult): Promise<Receipt> {
     env: { GIT_OBJECT_DIRECTORY: join(repo, 'objects'), GIT_ALTERNATE_OBJECT_DIRECTORIES: join(gitDir, 'objects'), GIT_QUARANTINE_PATH: join(repo, 'objects') },
   };
   try {
-    await gitOps.git(base.dir, ['init', '-q', '--bare', repo]);
-    await mkdir(join(repo, 'objects', 'info'), { recursive: true });
-    await writeFile(join(repo, 'objects', 'info', 'alternates'), `${join(gitDir, 'objects')}\n`);
-    const ref = 'refs/gsync/result';
-    const r = await remoteGit(project, repo, [
-      '-c',
-      'fetch.fsckObjects=true',
-      '-c',
-      'transfer.unpackLimit=1',
-      'fetch',
-      '-q',
-      '--no-tags',
-      '--no-write-fetch-head',
-      '--no-recurse-submodules',
-      '--',
-      remoteUrl(project),
-      `+refs/heads/${task.branch}:${ref}`,
-    ]);
-    if (r.exitCode !== 0) {
-      await dropQuarantine(q);
-      return { kind: 'rejected', reason: `cannot fetch ${task.branch} from the shared remote: ${firstLine(r.stderr, `git fetch exited with ${r.exitCode}`)}` };
-    }
-    const got = await gitOps.resolveCommit(repo, ref);
-    if (got !== result.head) {
-      await dropQuarantine(q);
-      return {
-        kind: 'rejected',
-        reason: `the shared remote has ${task.branch} at ${got?.slice(0, 12) ?? 'nothing'}, the node announced ${result.head.slice(0, 12)}`,
-      };
-    }
-    const packs = await readdir(join(repo, 'objects', 'pack')).catch(() => [] as string[]);
-    let bytes = 0;
-    for (const p of packs) bytes += (await stat(join(repo, 'objects', 'pack', p))).size;
-    if (bytes > incoming.maxBytes) {
-      await dropQuarantine(q);
-      return { kind: 'rejected', reason: `the result fetched from the shared remote is ${bytes} bytes, over max_result_bytes (${incoming.maxBytes})` };
-    }
-    return { kind: 'quarantined', quarantine: q };
+    const problem = await fetchResult(project, repo, gitDir, task.branch, result.head, incoming.maxBytes);
+    if (!problem) return { kind: 'quarantined', quarantine: q };
+    await dropQuarantine(q);
+    return { kind: 'rejected', reason: problem };
   } catch (error) {
     await dropQuarantine(q);
     throw error;
   }
+}
+
+/** Fetches `branch` into `repo` (objects borrowed from `gitDir`, each fsck'd, kept as a pack); why the result is refused, if it is. */
+async function fetchResult(project: ProjectConfig, repo: string, gitDir: string, branch: string, head: string, maxBytes: number): Promise<string | undefined> {
+  await gitOps.git(dirname(repo), ['init', '-q', '--bare', repo]);
+  await mkdir(join(repo, 'objects', 'info'), { recursive: true });
+  await writeFile(join(repo, 'objects', 'info', 'alternates'), `${join(gitDir, 'objects')}\n`);
+  const ref = 'refs/gsync/result';
+  const fetch = [
+    '-c',
+    'fetch.fsckObjects=true',
+    '-c',
+    'transfer.unpackLimit=1',
+    'fetch',
+    '-q',
+    '--no-tags',
+    '--no-write-fetch-head',
+    '--no-recurse-submodules',
+  ];
+  const r = await remoteGit(project, repo, [...fetch, '--', remoteUrl(project), `+refs/heads/${branch}:${ref}`]);
+  if (r.exitCode !== 0) return `cannot fetch ${branch} from the shared remote: ${firstLine(r.stderr, `git fetch exited with ${r.exitCode}`)}`;
+  const got = await gitOps.resolveCommit(repo, ref);
+  if (got !== head) return `the shared remote has ${branch} at ${got?.slice(0, 12) ?? 'nothing'}, the node announced ${head.slice(0, 12)}`;
+  const bytes = await treeBytes(join(repo, 'objects', 'pack'));
+  if (bytes > maxBytes) return `the result fetched from the shared remote is ${bytes} bytes, over max_result_bytes (${maxBytes})`;
+  return undefined;
 }
 
 /**

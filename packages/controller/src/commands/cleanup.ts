@@ -11,7 +11,7 @@ import { loadNodeTool } from '../node-api/node-tool.js';
 import type { TaskState } from '../lifecycle/states.js';
 import { withNode } from '../ssh/connect.js';
 import { withProjectLock } from '../store/lock.js';
-import type { TaskRow } from '../store/store.js';
+import { tasksByNode, type TaskRow } from '../store/store.js';
 
 export interface CleanupOptions {
   /** One project, or every one with `all`. */
@@ -154,8 +154,7 @@ async function cleanProject(session: Session, project: ProjectConfig, cutoff: nu
   }
 
   // Each node removes the dirs of these tasks (it refuses any whose task has not ended).
-  const byNode = new Map<string, TaskRow[]>();
-  for (const t of tasks) byNode.set(t.node, [...(byNode.get(t.node) ?? []), t]);
+  const byNode = tasksByNode(tasks);
   const tool = byNode.size > 0 ? await loadNodeTool(session.ctx.nodeToolPath) : undefined;
   for (const [name, list] of byNode) {
     const node = session.config.nodes.find((n) => n.name === name);
