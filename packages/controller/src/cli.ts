@@ -5,6 +5,7 @@ import yargs from 'yargs';
 import { BusyError, ConfigError, GsyncError, ProtocolError, SshError, UsageError, errorMessage } from '@gsync/core/errors';
 import { inert } from '@gsync/core/inert';
 import type { Context } from './context.js';
+import { colourLevel } from './colour.js';
 import { EXIT } from './exit-codes.js';
 import { renderCleanup, renderEvent, renderForecast, renderRunSummary, renderStatus } from './render.js';
 
@@ -17,7 +18,9 @@ export interface CliIo {
   now?: () => Date;
   /** This process's id: the owner of its locks. */
   pid: number;
-  isTTY?: boolean;
+  /** Whether stdout and stderr are terminals: each stream gets colour on its own. */
+  stdoutIsTTY?: boolean;
+  stderrIsTTY?: boolean;
 }
 
 export function exitCodeOf(error: unknown): number {
@@ -33,7 +36,8 @@ declare const GSYNC_VERSION: string;
 export const VERSION = typeof GSYNC_VERSION === 'string' ? GSYNC_VERSION : '0.0.0-dev';
 
 /** Every flag some command takes: what a mistyped one is compared with. */
-const FLAGS = 'config-dir json verbose accept-new timeout project spec task node wait interval any-order agent all older-than dry-run help version'.split(' ');
+const FLAGS =
+  'config-dir json verbose quiet color accept-new timeout project spec task node wait interval any-order agent all older-than dry-run help version'.split(' ');
 
 function editDistance(a: string, b: string): number {
   let row = Array.from({ length: b.length + 1 }, (_, j) => j);
@@ -92,8 +96,9 @@ interface Global {
   configDir?: string;
   verbose: boolean;
   json: boolean;
+  quiet: boolean;
   acceptNew: boolean;
-  color: boolean;
+  color?: boolean;
   timeout?: number;
 }
 
@@ -103,7 +108,9 @@ interface Global {
  * Only this function turns errors into exit codes.
  */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
-  const c = new Chalk({ level: io.isTTY && !io.env.NO_COLOR ? 1 : 0 });
+  // c colours what goes to stdout, ce what goes to stderr; --color/--no-color is applied once parsed.
+  const c = new Chalk({ level: colourLevel(io.env, undefined, Boolean(io.stdoutIsTTY)) });
+  const ce = new Chalk({ level: colourLevel(io.env, undefined, Boolean(io.stderrIsTTY)) });
   const print = (s: string) => io.stdout.write(`${s}\n`);
   const say = (s: string) => io.stderr.write(`${s}\n`);
   let exitCode: number = EXIT.ok;
@@ -124,7 +131,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       onEvent: (e) => {
         // A failed dispatch is said once, by the command's own error line (it is still in the event log).
         if (e.kind === 'dispatch_failed') return;
-        if (!g.json || e.level !== 'info') say(renderEvent(c, e));
+        if (e.level !== 'info' || !(g.json || g.quiet)) say(renderEvent(ce, e));
       },
     };
   };
@@ -135,13 +142,27 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     .option('config-dir', { type: 'string', describe: 'folder with nodes.json and projects.json (default: $GSYNC_HOME, else ~/.gsync)' })
     .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON' })
     .option('verbose', { type: 'boolean', default: false, describe: 'show error details' })
+    .option('quiet', {
+      alias: 'q',
+      type: 'boolean',
+      default: false,
+      describe: 'print only the result, and errors and warnings on stderr: no progress lines',
+    })
     .option('accept-new', { type: 'boolean', default: false, describe: 'record the host key of a node never seen before' })
     .option('timeout', {
       type: 'number',
       describe:
         'give up after this many seconds: node commands still running are ended, nothing new starts, what was done is reported (pull --wait stops waiting)',
     })
-    .option('color', { type: 'boolean', default: true, hidden: true })
+    .option('color', {
+      type: 'boolean',
+      describe: 'colour the output even when piped; --no-color never (default: on a terminal, unless NO_COLOR; FORCE_COLOR forces it)',
+    })
+    .middleware((g) => {
+      // Before validation, so a mistyped flag's error line already heeds --no-color.
+      c.level = colourLevel(io.env, g.color, Boolean(io.stdoutIsTTY));
+      ce.level = colourLevel(io.env, g.color, Boolean(io.stderrIsTTY));
+    }, true)
     .middleware((g) => {
       verbose = Boolean(g.verbose);
       if (g.timeout !== undefined && !(g.timeout > 0)) throw new UsageError('--timeout must be a number of seconds above 0, such as --timeout 600');
@@ -169,7 +190,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         if (specs.length === 1 && !folder) {
           const { dispatch } = await import('./commands/dispatch.js');
           const r = await dispatch(context(a as unknown as Global), { project: a.project, spec: specs[0]!, task: a.task, node: a.node });
-          if (!a.json) for (const w of r.warnings) say(`${c.yellow('warning:')} ${w}`);
+          if (!a.json) for (const w of r.warnings) say(`${ce.yellow('warning:')} ${w}`);
           print(a.json ? JSON.stringify(r, null, 2) : `dispatched ${c.bold(r.task_id)} to ${c.bold(r.node)} on branch ${c.cyan(r.branch)}`);
           return;
         }
@@ -178,10 +199,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         const r = await dispatchAll(context(a as unknown as Global), { project: a.project, spec: specs, node: a.node });
         if (a.json) print(JSON.stringify({ dispatched: r.dispatched, failed: r.failed.map(({ spec, error }) => ({ spec, error })) }, null, 2));
         for (const d of r.dispatched) {
-          if (!a.json) for (const w of d.warnings) say(`${c.yellow('warning:')} ${w}`);
+          if (!a.json) for (const w of d.warnings) say(`${ce.yellow('warning:')} ${w}`);
           if (!a.json) print(`dispatched ${c.bold(d.task_id)} to ${c.bold(d.node)} on branch ${c.cyan(d.branch)}`);
         }
-        for (const f of r.failed) say(`${c.red('gsync-ctl:')} ${inert(f.spec)}: ${inert(f.error, 2000)}`);
+        for (const f of r.failed) say(`${ce.red('gsync-ctl:')} ${inert(f.spec)}: ${inert(f.error, 2000)}`);
         if (r.failed.length > 0) exitCode = exitCodeOf(r.failed[0]!.cause);
       },
     )
@@ -298,10 +319,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     void helpShown;
     return exitCode;
   } catch (error) {
-    say(`${c.red('gsync-ctl:')} ${inert(errorMessage(error), 2000)}`);
-    if (error instanceof GsyncError && error.hint) say(`  ${c.dim(error.hint)}`);
-    if (verbose && error instanceof Error) say(c.dim(String(error.stack ?? '')));
-    if (verbose && error instanceof Error && error.cause) say(c.dim(`caused by: ${errorMessage(error.cause)}`));
+    say(`${ce.red('gsync-ctl:')} ${inert(errorMessage(error), 2000)}`);
+    if (error instanceof GsyncError && error.hint) say(`  ${ce.dim(error.hint)}`);
+    if (verbose && error instanceof Error) say(ce.dim(String(error.stack ?? '')));
+    if (verbose && error instanceof Error && error.cause) say(ce.dim(`caused by: ${errorMessage(error.cause)}`));
     return exitCodeOf(error);
   }
 }

@@ -5,7 +5,8 @@ process.exitCode = await main(process.argv.slice(2), {
   env: process.env,
   stdout: process.stdout,
   stderr: process.stderr,
-  isTTY: process.stdout.isTTY,
+  stdoutIsTTY: process.stdout.isTTY,
+  stderrIsTTY: process.stderr.isTTY,
   pid: process.pid,
   nodeToolPath: fileURLToPath(new URL('../../node/dist/gsync-node.mjs', import.meta.url)),
 });

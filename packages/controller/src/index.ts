@@ -1,5 +1,7 @@
 /** gsync-ctl as a library: the commands (each `async (ctx, options) => result`), and the parts tests drive directly. */
 export { main, exitCodeOf, type CliIo } from './cli.js';
+export { colourLevel, type ColourLevel } from './colour.js';
+export { table } from './render.js';
 export { dispatch, dispatchAll, type DispatchAllResult, type DispatchOptions } from './commands/dispatch.js';
 export { pullBundles, type PullOptions } from './commands/pull.js';
 export { conflicts } from './commands/conflicts.js';

@@ -1,4 +1,5 @@
 import type { ChalkInstance } from 'chalk';
+import stringWidth from 'string-width';
 import type { CleanupResult } from './commands/cleanup.js';
 import { inert } from '@gsync/core/inert';
 import { humanBytes } from '@gsync/core/units';
@@ -25,12 +26,14 @@ export function renderEvent(c: ChalkInstance, e: ProgressEvent): string {
   return `${mark} ${e.level === 'info' ? inert(e.message, 2000) : e.level === 'warn' ? c.yellow(inert(e.message, 2000)) : c.red(inert(e.message, 2000))}`;
 }
 
+/** Columns padded by the width a terminal shows: colour codes take none, a wide character two cells. */
 export function table(rows: readonly string[][]): string {
   const widths: number[] = [];
   for (const row of rows) {
-    for (const [i, cell] of row.entries()) widths[i] = Math.max(widths[i] ?? 0, [...cell].length);
+    for (const [i, cell] of row.entries()) widths[i] = Math.max(widths[i] ?? 0, stringWidth(cell));
   }
-  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');
+  const pad = (cell: string, i: number) => cell + ' '.repeat(widths[i]! - stringWidth(cell));
+  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : pad(cell, i))).join('  ')).join('\n');
 }
 
 const time = (iso: string | null | undefined) => (iso ? iso.replace('T', ' ').slice(0, 19) : '-');
