@@ -18,6 +18,8 @@ export interface CliIo {
   now?: () => Date;
   /** This process's id: the owner of its locks. */
   pid: number;
+  /** Where relative paths in flags are from (default: this process's working dir). */
+  cwd?: string;
   /** Whether stdout and stderr are terminals: each stream gets colour on its own. */
   stdoutIsTTY?: boolean;
   stderrIsTTY?: boolean;
@@ -35,9 +37,15 @@ declare const GSYNC_VERSION: string;
 /** The version of this build (the same for gsync-ctl and the gsync-node it installs). */
 export const VERSION = typeof GSYNC_VERSION === 'string' ? GSYNC_VERSION : '0.0.0-dev';
 
+/** The flags of node add and project add that take a value. */
+const ENTRY_FLAGS = 'host port user identity-file known-hosts work-root max-parallel node-bin transport home repo repo-url main-branch sync-mode'.split(' ');
+
 /** Every flag some command takes: what a mistyped one is compared with. */
-const FLAGS =
-  'config-dir json verbose quiet color accept-new timeout project spec task node wait interval any-order agent all older-than dry-run help version'.split(' ');
+const FLAGS = [
+  ...'config-dir json verbose quiet color accept-new timeout help version'.split(' '),
+  ...'project spec task node wait interval any-order agent all older-than dry-run force'.split(' '),
+  ...ENTRY_FLAGS,
+];
 
 function editDistance(a: string, b: string): number {
   let row = Array.from({ length: b.length + 1 }, (_, j) => j);
@@ -50,16 +58,22 @@ function editDistance(a: string, b: string): number {
 }
 
 /** Flags followed by a value (the value is not the command). */
-const VALUED = new Set(['config-dir', 'timeout', 'project', 'spec', 'task', 'node', 'interval', 'agent', 'older-than']);
+const VALUED = new Set(['config-dir', 'timeout', 'project', 'spec', 'task', 'node', 'interval', 'agent', 'older-than', ...ENTRY_FLAGS]);
 
-/** The first word that is neither a flag nor a flag's value: the command as typed. */
+/** Commands that hold commands of their own (`node add`). */
+const GROUPS = new Set(['node', 'project']);
+
+/** The first word that is neither a flag nor a flag's value (two for `node add`): the command as typed. */
 function commandWord(argv: readonly string[]): string | undefined {
+  const words: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (!a.startsWith('-')) return a;
-    if (a.startsWith('--') && !a.includes('=') && VALUED.has(a.slice(2))) i++;
+    if (!a.startsWith('-')) {
+      words.push(a);
+      if (!GROUPS.has(words[0]!) || words.length === 2) break;
+    } else if (a.startsWith('--') && !a.includes('=') && VALUED.has(a.slice(2))) i++;
   }
-  return undefined;
+  return words.length > 0 ? words.join(' ') : undefined;
 }
 
 /** yargs' words for a typo, made into one line that says what was wrong and what was meant. */
@@ -67,7 +81,10 @@ function usageError(message: string, argv: readonly string[]): UsageError {
   const command = commandWord(argv);
   const help = { hint: `gsync-ctl ${command ? `${command} ` : ''}--help lists what it takes` };
   const meant = /^Did you mean (.+)\?$/.exec(message);
-  if (meant) return new UsageError(`unknown command "${command}": did you mean ${meant[1]}?`, { hint: 'gsync-ctl --help lists the commands' });
+  if (meant) {
+    const group = command?.includes(' ') ? `${command.split(' ')[0]} ` : '';
+    return new UsageError(`unknown command "${command}": did you mean ${group}${meant[1]}?`, { hint: `gsync-ctl ${group}--help lists the commands` });
+  }
   const unknown = /^Unknown arguments?: (.+)$/.exec(message);
   if (unknown) {
     const words = unknown[1]!.split(', ');
@@ -89,6 +106,8 @@ function usageError(message: string, argv: readonly string[]): UsageError {
     }
     return new UsageError(`missing ${needed.map((n) => `--${n}`).join(', ')}`, help);
   }
+  // Only `node add` and `project add` take a word after the command.
+  if (/^Not enough non-option arguments/.test(message)) return new UsageError(`missing NAME: gsync-ctl ${command} NAME`, help);
   return new UsageError(message);
 }
 
@@ -296,7 +315,106 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         if (r.unreachable.length > 0) exitCode = EXIT.ssh;
       },
     )
-    .demandCommand(1, 'name a command: dispatch, pull-bundles, conflicts, resolve, retry, status or cleanup')
+    .command(
+      'init',
+      'create the config dir with nodes.json and projects.json full of commented examples; an existing file is left alone',
+      (y) => y.example('$0 init', 'start ~/.gsync (or $GSYNC_HOME)').example('$0 init --config-dir ./team-gsync', 'start a config dir in another folder'),
+      async (a) => {
+        const { init } = await import('./commands/init.js');
+        const r = await init(context(a as unknown as Global));
+        if (a.json) {
+          print(JSON.stringify(r, null, 2));
+          return;
+        }
+        for (const path of r.created) print(`created ${path}`);
+        for (const path of r.kept) print(`kept ${path}: it exists already`);
+        print('next: gsync-ctl node add NAME --host HOST, then gsync-ctl project add NAME --repo PATH');
+      },
+    )
+    .command('node', 'change nodes.json from the command line (its comments kept)', (y) =>
+      y
+        .command(
+          'add <name>',
+          'add a node to nodes.json, keeping its comments and layout; nothing is written unless the config still loads',
+          (y) =>
+            y
+              .positional('name', { type: 'string', demandOption: true, describe: 'node name: letters, digits, ".", "_" or "-"' })
+              .option('host', { type: 'string', describe: 'host name, IP, or an alias from ~/.ssh/config (needed for an ssh node)' })
+              .option('port', { type: 'number', describe: "SSH port (default: the ssh config's, else 22)" })
+              .option('user', { type: 'string', describe: "login user (default: the ssh config's)" })
+              .option('identity-file', { type: 'string', describe: "private key file; a relative path is from here (default: the ssh config's)" })
+              .option('known-hosts', { type: 'string', describe: "known_hosts file to check the host key against (default: the ssh config's)" })
+              .option('work-root', { type: 'string', describe: "where task dirs go on the node; ~/ is the node user's home (default: ~/dispatch)" })
+              .option('max-parallel', { type: 'number', describe: 'agents running at once on the node; more wait there, queued (default: 4)' })
+              .option('agent', { type: 'string', describe: 'agent profile: claude, codex, or one from "agents" in nodes.json (default: claude)' })
+              .option('node-bin', { type: 'string', describe: 'the Node.js binary on the node (default: node)' })
+              .option('transport', { type: 'string', describe: 'ssh, or local: a folder on this machine plays the node (default: ssh)' })
+              .option('home', { type: 'string', describe: "local nodes: the folder that plays the node user's home (default: nodes/NAME in the config dir)" })
+              .option('force', { type: 'boolean', default: false, describe: 'replace a node of the same name (without it, exit 2)' })
+              .example('$0 node add gpu-1 --host 10.0.0.7 --user alice --identity-file ~/.ssh/id_ed25519', 'a node reached over SSH')
+              .example('$0 node add build --host build.lan --max-parallel 8 --agent codex', 'more agents at once, running codex')
+              .example('$0 node add gpu-1 --host 10.0.0.8 --force', 'replace the entry of gpu-1'),
+          async (a) => {
+            const { nodeAdd } = await import('./commands/node-add.js');
+            const r = await nodeAdd(context(a as unknown as Global), {
+              name: a.name,
+              transport: a.transport,
+              host: a.host,
+              port: a.port,
+              user: a.user,
+              identityFile: a.identityFile,
+              knownHosts: a.knownHosts,
+              workRoot: a.workRoot,
+              home: a.home,
+              nodeBin: a.nodeBin,
+              agent: a.agent,
+              maxParallel: a.maxParallel,
+              force: a.force,
+              cwd: io.cwd ?? process.cwd(),
+            });
+            print(a.json ? JSON.stringify(r, null, 2) : `${r.action} node ${c.bold(r.node)} ${r.action === 'added' ? 'to' : 'in'} ${r.file}`);
+          },
+        )
+        .demandCommand(1, 'name what to do: gsync-ctl node add NAME --host HOST'),
+    )
+    .command('project', 'change projects.json from the command line (its comments kept)', (y) =>
+      y
+        .command(
+          'add <name>',
+          'add a project to projects.json, keeping its comments and layout; nothing is written unless the config still loads',
+          (y) =>
+            y
+              .positional('name', { type: 'string', demandOption: true, describe: 'project name: letters, digits, ".", "_" or "-"' })
+              .option('repo', { type: 'string', demandOption: true, describe: 'the repository on this machine; a relative path is from here' })
+              .option('main-branch', { type: 'string', describe: 'the branch tasks start from and merge into (default: main)' })
+              .option('sync-mode', {
+                type: 'string',
+                describe: 'bundle (over SSH) or git (through the shared remote --repo-url) (default: git_config.default_sync_mode)',
+              })
+              .option('repo-url', { type: 'string', describe: 'the shared remote of git mode, as git takes it, without credentials' })
+              .option('agent', { type: 'string', describe: "agent profile for this project's tasks; wins over the node's (default: the node's)" })
+              .option('force', { type: 'boolean', default: false, describe: 'replace a project of the same name (without it, exit 2)' })
+              .example('$0 project add web --repo ~/src/web', 'tasks travel as bundles over SSH')
+              .example('$0 project add api --repo . --main-branch trunk --sync-mode git --repo-url git@github.com:me/api.git', 'through a shared remote')
+              .example('$0 project add web --repo ~/src/web-next --force', 'replace the entry of web'),
+          async (a) => {
+            const { projectAdd } = await import('./commands/project-add.js');
+            const r = await projectAdd(context(a as unknown as Global), {
+              name: a.name,
+              repo: a.repo,
+              mainBranch: a.mainBranch,
+              syncMode: a.syncMode,
+              repoUrl: a.repoUrl,
+              agent: a.agent,
+              force: a.force,
+              cwd: io.cwd ?? process.cwd(),
+            });
+            print(a.json ? JSON.stringify(r, null, 2) : `${r.action} project ${c.bold(r.project)} ${r.action === 'added' ? 'to' : 'in'} ${r.file}`);
+          },
+        )
+        .demandCommand(1, 'name what to do: gsync-ctl project add NAME --repo PATH'),
+    )
+    .demandCommand(1, 'name a command: init, node add, project add, dispatch, pull-bundles, conflicts, resolve, retry, status or cleanup')
     .strict()
     .recommendCommands()
     .help()

@@ -22,14 +22,15 @@ function parseJsonc(file: string, text: string): unknown {
   return value;
 }
 
-async function readConfigFile(file: string): Promise<unknown> {
+async function readConfigFile(file: string, given: string | undefined): Promise<unknown> {
+  if (given !== undefined) return parseJsonc(file, given);
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new ConfigError(file, '', code === 'ENOENT' ? 'file not found' : `cannot read: ${code}`, {
-      hint: 'create it (see the README) or point --config-dir / GSYNC_HOME at the folder that has it',
+      hint: 'create it with gsync-ctl init (see the README), or point --config-dir / GSYNC_HOME at the folder that has it',
       cause: error,
     });
   }
@@ -67,14 +68,16 @@ export function expandUserPath(path: string, home: string, base: string): string
 export interface LoadOptions {
   dir: string;
   home: string;
+  /** A file's text to load instead of what is on disk: an edit is checked before it is written. */
+  texts?: { nodes?: string; projects?: string };
 }
 
-export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
+export async function loadConfig({ dir, home, texts = {} }: LoadOptions): Promise<Config> {
   const nodesFile = join(dir, 'nodes.json');
   const projectsFile = join(dir, 'projects.json');
   const warnings: string[] = [];
 
-  const rawNodes = await readConfigFile(nodesFile);
+  const rawNodes = await readConfigFile(nodesFile, texts.nodes);
   const nodesParsed = NodesFile.safeParse(rawNodes);
   if (!nodesParsed.success) {
     const { path, message } = describeZodError(nodesParsed.error);
@@ -101,7 +104,7 @@ export async function loadConfig({ dir, home }: LoadOptions): Promise<Config> {
     warnings.push(`${nodesFile}: git_config.${key}: unknown field, ignored`);
   }
 
-  const rawProjects = await readConfigFile(projectsFile);
+  const rawProjects = await readConfigFile(projectsFile, texts.projects);
   if (rawProjects && typeof rawProjects === 'object' && !Array.isArray(rawProjects)) {
     for (const key of Object.keys(rawProjects)) {
       if (!isValidName(key)) throw new ConfigError(projectsFile, key, `a project name ${NAME_RULE}`);
