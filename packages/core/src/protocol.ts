@@ -25,6 +25,10 @@ export const FILES = {
   nodeLog: 'node.log',
   resultBundle: 'result.bundle',
   result: 'result.json',
+  /** scp mode: the base's files as a tar (task dir), what the node extracted (task dir), and the changed files (result). */
+  tree: 'tree.tar',
+  baseFiles: 'base-files.json',
+  resultTree: 'result.tar',
 } as const;
 
 const name = z.string().check(z.refine(isValidName, 'is not a valid name'));
@@ -69,6 +73,12 @@ export const TaskManifest = z.object({
       token_env: z.optional(z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]*$/))),
     }),
   ),
+  /**
+   * The scp mode (sync_mode "scp", or a node without git): the code as plain files, a
+   * tar of the base's tree. For a resolution, the tree is the merge with conflict
+   * markers in `conflicted`. The node needs no git: it sends back the files the agent changed.
+   */
+  tree: z.optional(z.object({ file: FileRef, conflicted: z.optional(z.array(z.string())) })),
   spec: z.object({ name: z.literal(FILES.spec), sha256, title: z.string() }),
   agent: z.object({
     argv: z.array(z.string()).check(z.minLength(1)),
@@ -115,10 +125,17 @@ export const TaskResult = z.object({
   node: name,
   branch: z.string(),
   base: sha1,
-  head: sha1,
+  /** The task branch's commit; absent in the scp mode, where the controller makes the commit from `files`. */
+  head: z.optional(sha1),
   commits: z.int().check(z.nonnegative()),
   changed_paths: z.array(z.string()),
-  bundle: FileRef,
+  /** The task branch minus the base (and the merged branch); absent in the scp mode. */
+  bundle: z.optional(FileRef),
+  /**
+   * The scp mode: the changed files under their full paths in a tar (`file`), and the
+   * paths the agent deleted. Together they are exactly `changed_paths`.
+   */
+  files: z.optional(z.object({ file: FileRef, deleted: z.array(z.string()) })),
   /** Work in progress of an agent that failed or timed out: reported, never merged. */
   wip: z.boolean(),
   agent_exit_code: z.nullable(z.int()),
@@ -129,6 +146,19 @@ export const TaskResult = z.object({
   finished_at: z.string(),
 });
 export type TaskResult = z.infer<typeof TaskResult>;
+
+/** A path as git would store it in a tree: relative, `/`-separated, no empty, `.`, `..` or `.git` component. */
+export function safeTreePath(path: string): boolean {
+  if (path === '' || path.startsWith('/') || path.includes('\0')) return false;
+  return path.split('/').every((c) => c !== '' && c !== '.' && c !== '..' && c.toLowerCase() !== '.git');
+}
+
+/** The file a finished result travels in: its bundle, or in the scp mode its tar of files. Undefined for a result that has neither (refused). */
+export function resultFile(result: TaskResult): FileRef | undefined {
+  if (result.bundle && result.head && !result.files) return result.bundle;
+  if (result.files && !result.bundle) return result.files.file;
+  return undefined;
+}
 
 /** What `gsync-node report` prints for each task dir asked about. */
 export const TaskReport = z.object({

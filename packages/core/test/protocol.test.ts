@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type * as z from 'zod/mini';
-import { TaskManifest, TaskReport, TaskResult, TaskStatus, describeZodError, isFinal } from '@gsync/core';
+import { TaskManifest, TaskReport, TaskResult, TaskStatus, describeZodError, isFinal, resultFile, safeTreePath } from '@gsync/core';
 
 const SHA1 = '0123456789abcdef0123456789abcdef01234567';
 const SHA1_B = 'fedcba9876543210fedcba9876543210fedcba98';
@@ -146,13 +146,30 @@ describe('TaskResult', () => {
     ['a missing exit code (it must be null, not absent)', 'agent_exit_code', undefined],
     ['a fractional exit code', 'agent_exit_code', 1.5],
     ['a bad node name', 'node', '-n1'],
-    ['a missing bundle', 'bundle', undefined],
+    ['a deleted list that is not a list', 'files.deleted', 'a.txt'],
   ];
   for (const [what, path, value, reported = path] of bad) {
     it(`refuses ${what}, naming ${reported}`, () => {
-      expect(firstProblem(TaskResult, withField(result(), path, value))).toBe(reported);
+      const files = { file: { name: 'result.tar', size: 1, sha256: 'b'.repeat(64) }, deleted: [] };
+      expect(firstProblem(TaskResult, withField(path.startsWith('files.') ? { ...result(), files } : result(), path, value))).toBe(reported);
     });
   }
+
+  it('says which file a result travels in: the bundle with its head, or the tar of files; never both, never neither', () => {
+    const tar = { name: 'result.tar', size: 9, sha256: 'c'.repeat(64) };
+    const git = TaskResult.parse(result());
+    const { bundle: _b, head: _h, ...bare } = git;
+    expect(resultFile(git)).toEqual(git.bundle);
+    expect(resultFile({ ...bare, files: { file: tar, deleted: [] } })).toEqual(tar);
+    expect(resultFile(bare)).toBeUndefined();
+    expect(resultFile({ ...bare, bundle: git.bundle })).toBeUndefined();
+    expect(resultFile({ ...git, files: { file: tar, deleted: [] } })).toBeUndefined();
+  });
+
+  it('tells a safe tree path from one that leaves the tree or enters .git', () => {
+    for (const ok of ['a', 'api/pack.py', 'a b/c', '.github/x', '..a', 'a\\b']) expect(safeTreePath(ok)).toBe(true);
+    for (const bad of ['', '/etc/passwd', '../x', 'a/../b', 'a//b', './a', 'a/', '.git/config', 'x/.GIT/hooks', 'a\0b']) expect(safeTreePath(bad)).toBe(false);
+  });
 });
 
 describe('TaskStatus', () => {

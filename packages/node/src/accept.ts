@@ -10,7 +10,7 @@ import { cacheDir, receiveIntoCache } from './cache.js';
 import { taskDir, taskPaths, tasksRoot } from './paths.js';
 import { setState } from './status.js';
 
-const ACCEPTED = new Set<string>([FILES.manifest, FILES.spec, FILES.baseBundle]);
+const ACCEPTED = new Set<string>([FILES.manifest, FILES.spec, FILES.baseBundle, FILES.tree]);
 
 /** The task id is taken on this node by another task (another controller, or a store made anew): exit 3. */
 export class TaskClash extends Error {}
@@ -82,6 +82,17 @@ async function verify(dir: string, project: string, taskId: string): Promise<Tas
   } else if (size !== manifest.bundle.size || (await sha256File(paths.baseBundle)) !== manifest.bundle.sha256) {
     throw new ProtocolError(`${FILES.baseBundle} does not match its manifest (size or sha256): the transfer was damaged`);
   }
+  const tree = await stat(paths.tree).then(
+    (s) => s.size,
+    () => undefined,
+  );
+  if ((tree === undefined) !== (manifest.tree === undefined)) {
+    throw new ProtocolError(manifest.tree ? `the task stream has no ${FILES.tree}` : `the task stream has a ${FILES.tree} its manifest does not announce`);
+  }
+  if (manifest.tree && (manifest.bundle || manifest.remote)) throw new ProtocolError(`${FILES.manifest} sends the code both as files and through git`);
+  if (manifest.tree && (tree !== manifest.tree.file.size || (await sha256File(paths.tree)) !== manifest.tree.file.sha256)) {
+    throw new ProtocolError(`${FILES.tree} does not match its manifest (size or sha256): the transfer was damaged`);
+  }
   if (sha256(await readFile(paths.spec)) !== manifest.spec.sha256) {
     throw new ProtocolError(`${FILES.spec} does not match its manifest: the transfer was damaged`);
   }
@@ -92,8 +103,8 @@ async function verify(dir: string, project: string, taskId: string): Promise<Tas
 async function sameManifest(dir: string, incoming: string): Promise<boolean> {
   try {
     const [a, b] = await Promise.all([readFile(join(dir, FILES.manifest), 'utf8'), readFile(join(incoming, FILES.manifest), 'utf8')]);
-    const { bundle: _a, ...first } = JSON.parse(a) as Record<string, unknown>;
-    const { bundle: _b, ...second } = JSON.parse(b) as Record<string, unknown>;
+    const { bundle: _a, tree: _c, ...first } = JSON.parse(a) as Record<string, unknown>;
+    const { bundle: _b, tree: _d, ...second } = JSON.parse(b) as Record<string, unknown>;
     return JSON.stringify(first) === JSON.stringify(second);
   } catch {
     return false;
@@ -134,11 +145,13 @@ export async function acceptTask(options: AcceptOptions): Promise<AcceptResult> 
       if (await sameManifest(dir, incoming)) return { taskDir: dir, created: false };
       throw new TaskClash(`task ${options.taskId} of ${options.project} already exists on this node with another manifest`);
     }
-    // The code goes into the project's object cache; the task dir keeps no copy of it.
-    const bundle = manifest.bundle ? join(incoming, FILES.baseBundle) : undefined;
-    const cache = await receiveIntoCache(cacheDir(options.workRoot, options.project), manifest, bundle);
-    if (cache.kind === 'need-full') return { taskDir: dir, created: false, need_full: cache.reason };
-    if (bundle) await rm(bundle);
+    // The code goes into the project's object cache; the task dir keeps no copy of it. Files (the scp mode) stay in the task dir.
+    if (!manifest.tree) {
+      const bundle = manifest.bundle ? join(incoming, FILES.baseBundle) : undefined;
+      const cache = await receiveIntoCache(cacheDir(options.workRoot, options.project), manifest, bundle);
+      if (cache.kind === 'need-full') return { taskDir: dir, created: false, need_full: cache.reason };
+      if (bundle) await rm(bundle);
+    }
     await setState(join(incoming, FILES.status), options.start ? 'queued' : 'received');
     await rename(incoming, dir);
     return { taskDir: dir, created: true };

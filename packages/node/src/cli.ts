@@ -20,7 +20,7 @@ declare const GSYNC_VERSION: string;
 export const VERSION = typeof GSYNC_VERSION === 'string' ? GSYNC_VERSION : '0.0.0-dev';
 
 /** Files a controller may read back from a task dir. */
-const SENDABLE = new Set<string>([FILES.resultBundle, FILES.result, FILES.status, FILES.agentLog, FILES.nodeLog]);
+const SENDABLE = new Set<string>([FILES.resultBundle, FILES.resultTree, FILES.result, FILES.status, FILES.agentLog, FILES.nodeLog]);
 
 const USAGE = `gsync-node ${VERSION} (protocol ${PROTOCOL_VERSION})
 usage:

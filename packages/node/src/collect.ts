@@ -15,14 +15,20 @@ export interface CollectOptions {
   kick?: () => Promise<void>;
 }
 
-/** Tasks whose result.bundle is worth sending: finished, with a result.json, and not on the shared remote already. */
+/** Tasks whose result file is worth sending: finished, with a result.json, and not on the shared remote already. */
 function finished(reports: readonly TaskReport[]): TaskReport[] {
   return reports.filter((r) => r.result !== null && r.result.remote?.pushed !== true);
 }
 
+/** The result file of a task and its entry name: `<task_id>.bundle`, or in the scp mode `<task_id>.tar`. */
+function resultEntry(dir: string, report: TaskReport): { path: string; name: string } {
+  const paths = taskPaths(dir);
+  return report.result?.files ? { path: paths.resultTree, name: `${report.task_id}.tar` } : { path: paths.resultBundle, name: `${report.task_id}.bundle` };
+}
+
 /**
  * One answer for a whole pull: a tar whose first entry is the report of every task
- * asked about, followed by `<task_id>.bundle` for each finished one, so the controller
+ * asked about, followed by `<task_id>.bundle` (`.tar` in the scp mode) for each finished one, so the controller
  * needs one process and one channel per node instead of one per file. A bundle that
  * cannot be read is left out; the controller then asks for it alone and sees why.
  */
@@ -36,14 +42,14 @@ export async function collectTasks(options: CollectOptions): Promise<void> {
   tar.pipe(options.out, { end: false });
   tar.entry({ name: COLLECT_REPORT, mode: 0o644 }, Buffer.from(JSON.stringify(reports)));
   for (const report of finished(reports)) {
-    const path = taskPaths(taskDir(options.workRoot, options.project, report.task_id)).resultBundle;
+    const { path, name } = resultEntry(taskDir(options.workRoot, options.project, report.task_id), report);
     const size = await stat(path).then(
       (s) => (s.isFile() ? s.size : undefined),
       () => undefined,
     );
     if (size === undefined) continue;
     await new Promise<void>((resolve, reject) => {
-      const entry = tar.entry({ name: `${report.task_id}.bundle`, size, mode: 0o644 }, (error) => (error ? reject(error) : resolve()));
+      const entry = tar.entry({ name, size, mode: 0o644 }, (error) => (error ? reject(error) : resolve()));
       // Exactly the size in the header, even if the file grows meanwhile: the tar stays well-formed.
       if (size > 0)
         createReadStream(path, { end: size - 1 })

@@ -20,6 +20,9 @@ export interface TaskPaths {
   nodeLog: string;
   resultBundle: string;
   result: string;
+  tree: string;
+  baseFiles: string;
+  resultTree: string;
 }
 
 export function tasksRoot(workRoot: string, project: string): string {
@@ -53,5 +56,8 @@ export function taskPaths(dir: string): TaskPaths {
     nodeLog: join(d, FILES.nodeLog),
     resultBundle: join(d, FILES.resultBundle),
     result: join(d, FILES.result),
+    tree: join(d, FILES.tree),
+    baseFiles: join(d, FILES.baseFiles),
+    resultTree: join(d, FILES.resultTree),
   };
 }

@@ -37,7 +37,9 @@ export async function recoverInterrupted(paths: TaskPaths, now: () => Date = () 
   try {
     const manifest = await readManifest(paths);
     const where = status.state;
-    if (where === 'received' || where === 'preparing' || !existsSync(join(paths.repo, '.git'))) {
+    // The checkout is whole once it has its .git (or in the scp mode, its snapshot of the base).
+    const prepared = existsSync(manifest.tree ? paths.baseFiles : join(paths.repo, '.git'));
+    if (where === 'received' || where === 'preparing' || !prepared) {
       await setState(
         paths.status,
         'failed',
@@ -46,7 +48,7 @@ export async function recoverInterrupted(paths: TaskPaths, now: () => Date = () 
       );
       return;
     }
-    const conflicted = (await gitOps.isMerging(paths.repo)) ? await gitOps.unmergedPaths(paths.repo) : [];
+    const conflicted = manifest.tree ? (manifest.tree.conflicted ?? []) : (await gitOps.isMerging(paths.repo)) ? await gitOps.unmergedPaths(paths.repo) : [];
     // After a successful agent (committing, bundling) the task ends as it would have; otherwise as work in progress.
     const agentSucceeded = where !== 'running' && status.agent_exit_code === 0;
     await finishTask(

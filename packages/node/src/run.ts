@@ -20,6 +20,7 @@ import {
   type TaskStatus,
 } from '@gsync/core';
 import { cacheOfTask, taskRefs } from './cache.js';
+import { changedFiles, extractTree, packFiles, readBaseFiles, withholdFiles, writeBaseFiles } from './files.js';
 import { taskPaths, type TaskPaths } from './paths.js';
 import { setState } from './status.js';
 
@@ -42,6 +43,11 @@ export async function readManifest(paths: TaskPaths): Promise<TaskManifest> {
  */
 async function prepareRepo(paths: TaskPaths, manifest: TaskManifest, cache: string): Promise<string[]> {
   await rm(paths.repo, { recursive: true, force: true });
+  if (manifest.tree) {
+    // The scp mode: plain files, no git. The snapshot is what the changes are judged against.
+    await writeBaseFiles(paths.baseFiles, await extractTree(paths.tree, paths.repo, Number.MAX_SAFE_INTEGER));
+    return manifest.tree.conflicted ?? [];
+  }
   await gitOps.git(cache, ['worktree', 'prune']);
   const refs = taskRefs(manifest.task_id);
   await gitOps.git(cache, ['worktree', 'add', '-q', '--detach', paths.repo, refs.base]);
@@ -178,17 +184,9 @@ export async function finishTask(paths: TaskPaths, manifest: TaskManifest, run: 
   const left = await unresolved(paths, run.conflicted);
   const failed = run.interrupted !== undefined || run.timedOut || run.exitCode !== 0 || left.length > 0;
   await step('committing', { agent_exit_code: run.exitCode });
-  const withheld = await withholdSecrets(paths, manifest);
-  const head = await commitWork(paths, manifest, failed, run.exitCode);
-  failpoint('node:after-commit');
-  const changed = head !== manifest.base.commit;
-  if (changed && !(await gitOps.isAncestor(paths.repo, manifest.base.commit, head))) {
-    throw new ProtocolError('the agent left HEAD on a commit that does not descend from the base');
-  }
-  if (changed) {
-    await step('bundling');
-    await writeResult(paths, manifest, head, failed, run.exitCode, now, withheld);
-  }
+  const { changed, withheld } = manifest.tree
+    ? await packChangedFiles(paths, manifest, failed, run.exitCode, now, () => step('bundling'))
+    : await commitAndBundle(paths, manifest, failed, run.exitCode, now, () => step('bundling'));
   const finished_at = now().toISOString();
   const held = withheld.length > 0 ? `; withheld as secrets: ${withheld.map((w) => `${w.path} (${w.rule})`).join(', ')}` : '';
   const end = (state: TaskStatus['state'], fields: Parameters<typeof setState>[2]) => step(state, { ...fields, ...(withheld.length > 0 ? { withheld } : {}) });
@@ -203,6 +201,71 @@ export async function finishTask(paths: TaskPaths, manifest: TaskManifest, run: 
     return await end('failed', { finished_at, error: `the agent ${how}${held}` });
   }
   return await end(changed ? 'done' : 'empty', { finished_at, ...(held ? { error: held.slice(2) } : {}) });
+}
+
+type Finished = { changed: boolean; withheld: { path: string; rule: string }[] };
+
+/** The git way: commit what the agent left and bundle the task branch. */
+async function commitAndBundle(
+  paths: TaskPaths,
+  manifest: TaskManifest,
+  failed: boolean,
+  exitCode: number | null,
+  now: () => Date,
+  bundling: () => Promise<unknown>,
+): Promise<Finished> {
+  const withheld = await withholdSecrets(paths, manifest);
+  const head = await commitWork(paths, manifest, failed, exitCode);
+  failpoint('node:after-commit');
+  const changed = head !== manifest.base.commit;
+  if (changed && !(await gitOps.isAncestor(paths.repo, manifest.base.commit, head))) {
+    throw new ProtocolError('the agent left HEAD on a commit that does not descend from the base');
+  }
+  if (changed) {
+    await bundling();
+    await writeResult(paths, manifest, head, failed, exitCode, now, withheld);
+  }
+  return { changed, withheld };
+}
+
+/**
+ * The scp mode: the files the agent changed (secrets withheld) go into result.tar under
+ * their full paths, and result.json lists them and what was deleted. No git is run.
+ */
+async function packChangedFiles(
+  paths: TaskPaths,
+  manifest: TaskManifest,
+  failed: boolean,
+  exitCode: number | null,
+  now: () => Date,
+  bundling: () => Promise<unknown>,
+): Promise<Finished> {
+  const changes = await changedFiles(paths.repo, await readBaseFiles(paths.baseFiles));
+  const { kept, withheld } = await withholdFiles(paths.repo, paths.tree, changes, manifest.policy ?? {});
+  const changed = kept.length + changes.deleted.length > 0;
+  // A resolution is a merge commit even when nothing changed but the markers' removal.
+  if (!changed && !manifest.tree?.conflicted?.length) return { changed: false, withheld };
+  await bundling();
+  const file = await packFiles(paths.repo, kept, paths.resultTree);
+  failpoint('node:after-bundle');
+  const result: TaskResult = {
+    protocol: PROTOCOL_VERSION,
+    project: manifest.project,
+    task_id: manifest.task_id,
+    node: manifest.node,
+    branch: manifest.branch,
+    base: manifest.base.commit,
+    commits: 1,
+    changed_paths: [...kept.map((w) => w.path), ...changes.deleted].sort(),
+    files: { file, deleted: changes.deleted },
+    wip: failed,
+    agent_exit_code: exitCode,
+    ...(withheld.length > 0 ? { withheld } : {}),
+    finished_at: now().toISOString(),
+  };
+  await writeJsonAtomic(paths.result, result);
+  failpoint('node:after-result');
+  return { changed: true, withheld };
 }
 
 /**

@@ -48,8 +48,8 @@ describe('gsync-node', () => {
     expect(result).toMatchObject({ base: repo.head(), commits: 1, wip: false, branch: 'task/proj-S01-n1' });
     expect(result.changed_paths.sort()).toEqual(['a.py', 'api/pack.py']);
     const bundle = join(tasksRoot(workRoot, 'proj'), 'S01', FILES.resultBundle);
-    expect(statSync(bundle).size).toBe(result.bundle.size);
-    expect(sha256(readFileSync(bundle))).toBe(result.bundle.sha256);
+    expect(statSync(bundle).size).toBe(result.bundle!.size);
+    expect(sha256(readFileSync(bundle))).toBe(result.bundle!.sha256);
     // The controller's repository has the base: the bundle needs nothing more, and holds the agent's work.
     execFileSync('git', ['bundle', 'verify', '-q', bundle], { cwd: repo.dir, stdio: 'pipe' });
     repo.git('fetch', '-q', bundle, `refs/heads/task/proj-S01-n1:refs/heads/got`);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
-import { FILES, ProtocolError, errorMessage, failpoint, gitOps, sha256File } from '@gsync/core';
+import { FILES, ProtocolError, errorMessage, failpoint, gitOps, resultFile, sha256File, type TaskResult } from '@gsync/core';
 import { collectResults, fetchTaskFile, reportTasks } from '../node-api/calls.js';
 import { resultProblem } from '../result/collect.js';
 import type { TaskRow } from '../store/store.js';
@@ -25,13 +25,14 @@ export const bundleCarrier: Carrier = {
   receive: receiveBundle,
 };
 
-function bundlePath(gitDir: string, scratch: string, task: Pick<TaskRow, 'project' | 'task_id' | 'node'>): string {
-  return join(incomingDir(gitDir, scratch), `${task.project}-${task.task_id}-${task.node}.bundle`);
+/** Where a result's file is downloaded to: its bundle, or in the scp mode its tar of files. */
+export function resultPath(gitDir: string, scratch: string, task: Pick<TaskRow, 'project' | 'task_id' | 'node'>, result: TaskResult): string {
+  return join(incomingDir(gitDir, scratch), `${task.project}-${task.task_id}-${task.node}.${result.files ? 'tar' : 'bundle'}`);
 }
 
 /**
- * Every task's report and every finished result.bundle in one `gsync-node collect`,
- * each bundle checked against its result.json (size and sha256) as it arrives. A node
+ * Every task's report and every finished result (its bundle, or in the scp mode its tar)
+ * in one `gsync-node collect`, each file checked against its result.json (size and sha256) as it arrives. A node
  * whose gsync-node predates `collect` is asked for the reports alone; `receive` then
  * fetches each bundle by itself.
  */
@@ -51,9 +52,9 @@ async function gatherBundles({ project, node, tasks, transport, gitDir, scratch,
           arrived.set(task.task_id, { problem });
           return;
         }
-        const path = bundlePath(gitDir, scratch, task);
+        const path = resultPath(gitDir, scratch, task, report.result);
         try {
-          await downloadVerified(path, report.result.bundle, (out) => copyInto(entry, out));
+          await downloadVerified(path, resultFile(report.result)!, (out) => copyInto(entry, out));
           arrived.set(task.task_id, { path });
         } catch (error) {
           if (!(error instanceof ProtocolError)) throw error;
@@ -114,7 +115,8 @@ async function sendBundle({ project, base, merge, nodeHas }: OutgoingCode): Prom
 async function receiveBundle({ project, node, task, result, transport, gitDir, scratch, arrived }: IncomingResult): Promise<Receipt> {
   if (arrived && 'problem' in arrived) return { kind: 'rejected', reason: arrived.problem };
   await mkdir(incomingDir(gitDir, scratch), { recursive: true });
-  const bundle = bundlePath(gitDir, scratch, task);
+  if (!result.bundle || !result.head) return { kind: 'rejected', reason: 'result.json announces no bundle' };
+  const bundle = resultPath(gitDir, scratch, task, result);
   try {
     if (!arrived) await downloadVerified(bundle, result.bundle, (out) => fetchTaskFile(transport, node, task.project, task.task_id, FILES.resultBundle, out));
     failpoint('pull:after-download');

@@ -1,10 +1,11 @@
-import { UsageError, type TaskManifest, type TaskReport, type TaskResult } from '@gsync/core';
+import type { TaskManifest, TaskReport, TaskResult } from '@gsync/core';
 import type { NodeConfig, ProjectConfig } from '../config.js';
 import type { TaskFile } from '../node-api/calls.js';
 import type { Quarantine } from '../result/quarantine.js';
 import type { NodeTransport } from '../ssh/transport.js';
 import type { TaskRow } from '../store/store.js';
 import { bundleCarrier } from './bundle.js';
+import { filesCarrier } from './files.js';
 import { remoteCarrier } from './remote.js';
 
 /**
@@ -71,7 +72,7 @@ export interface OutgoingCode {
 
 export interface CodeParcel {
   /** What task.json says about the code. */
-  manifest: Pick<TaskManifest, 'bundle' | 'remote'>;
+  manifest: Pick<TaskManifest, 'bundle' | 'remote' | 'tree'>;
   /** Sent after task.json and spec.md in the `accept` call. */
   files: TaskFile[];
   /** Bytes of code this dispatch sends. */
@@ -100,13 +101,35 @@ export interface IncomingResult {
 }
 
 /** `downgraded`: the result came back another way than the mode's usual one, and why (an alert). */
-export type Receipt = { kind: 'quarantined'; quarantine: Quarantine; downgraded?: string } | { kind: 'rejected'; reason: string };
+export type Receipt =
+  | {
+      kind: 'quarantined';
+      quarantine: Quarantine;
+      downgraded?: string;
+      /** The result's commit, when the controller made it (the scp mode); otherwise result.json's head. */
+      head?: string;
+    }
+  | { kind: 'rejected'; reason: string };
 
 /** The carrier of a project's sync_mode. */
 export function carrierFor(project: ProjectConfig): Carrier {
-  if (project.sync_mode === 'bundle') return bundleCarrier;
   if (project.sync_mode === 'git') return remoteCarrier;
-  throw new UsageError(`project ${project.name}: sync_mode "${project.sync_mode}" is not available in this version`, {
-    hint: `set "sync_mode": "bundle" for ${project.name} in projects.json`,
-  });
+  if (project.sync_mode === 'scp') return filesCarrier;
+  return bundleCarrier;
+}
+
+/**
+ * The carrier a node can take: the project's, or files for a node without git. Says
+ * why, when it is not the project's (an alert).
+ */
+export function carrierForNode(project: ProjectConfig, node: NodeConfig, nodeHasGit: boolean): { carrier: Carrier; downgraded?: string } {
+  const carrier = carrierFor(project);
+  if (nodeHasGit || carrier === filesCarrier) return { carrier };
+  return { carrier: filesCarrier, downgraded: `${node.name} has no git; the code was sent as files (the scp mode)` };
+}
+
+/** A result comes back the way it went out, whatever the project's mode is now: files, or git. */
+export function receiverFor(carrier: Carrier, result: TaskResult): Carrier {
+  if (result.files) return filesCarrier;
+  return carrier === filesCarrier ? bundleCarrier : carrier;
 }

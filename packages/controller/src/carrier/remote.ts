@@ -92,7 +92,7 @@ async function receiveFromRemote(incoming: IncomingResult): Promise<Receipt> {
     env: { GIT_OBJECT_DIRECTORY: join(repo, 'objects'), GIT_ALTERNATE_OBJECT_DIRECTORIES: join(gitDir, 'objects'), GIT_QUARANTINE_PATH: join(repo, 'objects') },
   };
   try {
-    const problem = await fetchResult(project, repo, gitDir, task.branch, result.head, incoming.maxBytes);
+    const problem = await fetchResult(project, repo, gitDir, task.branch, result.head ?? '', incoming.maxBytes);
     if (!problem) return { kind: 'quarantined', quarantine: q };
     await dropQuarantine(q);
     return { kind: 'rejected', reason: problem };

@@ -1,10 +1,10 @@
 import { FILES, PROTOCOL_VERSION, ProtocolError, SshError, errorMessage, failpoint, humanBytes, inert, type TaskManifest } from '@gsync/core';
-import { carrierFor, type CodeParcel } from '../carrier/carrier.js';
+import { carrierFor, carrierForNode, type CodeParcel } from '../carrier/carrier.js';
 import { secretPolicy, type NodeConfig, type ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
 import { transition } from '../lifecycle/transition.js';
 import { TaskClashError, acceptTask, openHelloAccept, type AcceptAnswer, type TaskFile } from '../node-api/calls.js';
-import { checkUsable, ensureNodeTool, needsInstall } from '../node-api/install.js';
+import { checkUsable, ensureNodeTool, needsInstall, type Hello } from '../node-api/install.js';
 import { loadNodeTool, type NodeTool } from '../node-api/node-tool.js';
 import { raiseAlert } from '../alerts.js';
 import { testGateConfinement } from '../queue/test-gate.js';
@@ -133,7 +133,6 @@ async function deliverOnce(session: Session, reserved: ReservedTask, links?: Nod
   const { config, store, ctx } = session;
   const { req, taskId, branch, base, files, warnings } = reserved;
   const { project, node, spec } = req;
-  const carrier = carrierFor(project);
   let tool: NodeTool;
   try {
     tool = await loadNodeTool(ctx.nodeToolPath);
@@ -183,7 +182,10 @@ async function deliverOnce(session: Session, reserved: ReservedTask, links?: Nod
       config.transferRetries,
       retrying,
       async (t) => {
-        const deliver = async (nodeHas: readonly string[], accept: (files: readonly TaskFile[]) => Promise<AcceptAnswer>, fallback?: string) => {
+        const deliver = async (hello: Hello, accept: (files: readonly TaskFile[]) => Promise<AcceptAnswer>, fallback?: string) => {
+          const { carrier, downgraded: noGit } = carrierForNode(project, node, Boolean(hello.git));
+          if (noGit) downgraded = noGit;
+          const nodeHas = fallback ? [] : (hello.cache ?? []);
           const parcel = await carrier.send({ project, branch, base, merge, nodeHas, ...(fallback ? { fallback } : {}) });
           if (parcel.downgraded) downgraded = parcel.downgraded;
           try {
@@ -203,6 +205,7 @@ async function deliverOnce(session: Session, reserved: ReservedTask, links?: Nod
         // One gsync-node process: it says who it is and what its cache holds, then takes the task.
         const call = await openHelloAccept(t, node, project.name, taskId);
         let installed = false;
+        let hello: Hello;
         let sent: Awaited<ReturnType<typeof deliver>>;
         try {
           if (needsInstall(call.hello, tool)) {
@@ -210,10 +213,11 @@ async function deliverOnce(session: Session, reserved: ReservedTask, links?: Nod
             const ensured = await ensureNodeTool(t, node, tool, project.name);
             installed = ensured.installed;
             if (installed) session.log({ ...at, level: 'info', kind: 'node_tool_installed', message: `installed gsync-node ${tool.version} on ${node.name}` });
-            sent = await deliver(ensured.hello.cache ?? [], acceptAlone);
+            hello = ensured.hello;
+            sent = await deliver(hello, acceptAlone);
           } else {
-            const hello = checkUsable(node, call.hello, tool);
-            sent = await deliver(hello.cache ?? [], call.accept);
+            hello = checkUsable(node, call.hello, tool);
+            sent = await deliver(hello, call.accept);
           }
         } finally {
           await call.skip();
@@ -224,7 +228,7 @@ async function deliverOnce(session: Session, reserved: ReservedTask, links?: Nod
           // A node that could not fetch from the shared remote gets everything over this connection.
           const fallback = manifestRemote ? sent.answer.need_full : undefined;
           if (fallback) downgraded = `${node.name} could not take the code from the shared remote (${inert(fallback, 300)}); it was sent as a bundle`;
-          sent = await deliver([], acceptAlone, fallback);
+          sent = await deliver({ ...hello, cache: [] }, acceptAlone, fallback);
           if (sent.answer.need_full) throw new ProtocolError(`node ${node.name} refused the whole history of ${project.name}: ${inert(sent.answer.need_full)}`);
         }
         return { installed, ...sent };

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
 import { extract, pack } from 'tar-stream';
 import * as z from 'zod/mini';
-import { COLLECT_REPORT, ProtocolError, TaskReport, UsageError } from '@gsync/core';
+import { COLLECT_REPORT, ProtocolError, TaskReport, UsageError, resultFile } from '@gsync/core';
 import type { NodeConfig } from '../config.js';
 import { remoteFailure as failure, type ExecResult, type NodeTransport } from '../ssh/transport.js';
 import { Hello, toolPath } from './install.js';
@@ -320,19 +320,25 @@ export async function collectResults(
     if (reports === undefined) {
       if (name !== COLLECT_REPORT) throw new ProtocolError(`node ${node.name}: collect did not begin with ${COLLECT_REPORT}`);
       reports = parseReports(node, (await readAll(entry, MAX_REPORT_BYTES)).toString('utf8'));
-      for (const r of reports) if (r.result && taskIds.includes(r.task_id)) budget += Math.min(r.result.bundle.size, maxBytes) + TAR_SLACK;
+      for (const r of reports) if (r.result && taskIds.includes(r.task_id)) budget += Math.min(resultFile(r.result)?.size ?? 0, maxBytes) + TAR_SLACK;
       return;
     }
-    const id = name.endsWith('.bundle') ? name.slice(0, -'.bundle'.length) : '';
+    const dot = name.lastIndexOf('.');
+    const id = dot > 0 ? name.slice(0, dot) : '';
     const report = reports.find((r) => r.task_id === id);
-    if (!report?.result || seen.has(id) || !taskIds.includes(id)) throw new ProtocolError(`node ${node.name}: unexpected entry in the collect stream`);
+    const file = report?.result ? resultFile(report.result) : undefined;
+    // `<task_id>.bundle`, or `.tar` for a result of files: the kind result.json announced.
+    const kind = report?.result?.files ? 'tar' : 'bundle';
+    if (!report?.result || !file || name !== `${id}.${kind}` || seen.has(id) || !taskIds.includes(id)) {
+      throw new ProtocolError(`node ${node.name}: unexpected entry in the collect stream`);
+    }
     seen.add(id);
     const finished = { ...report, result: report.result };
-    if (size === report.result.bundle.size) return bundles.take(finished, entry);
-    if (size > maxBytes) throw new ProtocolError(`node ${node.name}: the result bundle of ${id} is ${size} bytes, over the ${maxBytes}-byte limit`);
+    if (size === file.size) return bundles.take(finished, entry);
+    if (size > maxBytes) throw new ProtocolError(`node ${node.name}: the result ${kind} of ${id} is ${size} bytes, over the ${maxBytes}-byte limit`);
     // Skipped unread: only what it has over its announced size is added to what the stream may carry.
-    budget += Math.max(size - report.result.bundle.size, 0);
-    bundles.refuse(finished, `the node sent ${size} bytes of result.bundle, result.json announced ${report.result.bundle.size}`);
+    budget += Math.max(size - file.size, 0);
+    bundles.refuse(finished, `the node sent ${size} bytes of its result ${kind}, result.json announced ${file.size}`);
   };
   tar.on('entry', (header, entry, next) => {
     read(header.name, header.size ?? 0, entry).then(

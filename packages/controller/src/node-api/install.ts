@@ -61,15 +61,13 @@ export function needsInstall(current: Hello | undefined, tool: NodeTool): boolea
   return !current || current.sha256 !== tool.sha256;
 }
 
-/** What a node's gsync-node must offer before a task goes to it. */
+/** What a node's gsync-node must offer before a task goes to it: a Node.js that runs it, speaking this protocol. */
 export function checkUsable(node: NodeConfig, current: Hello | undefined, tool: NodeTool): Hello {
   if (!current) throw new SshError(node.name, 'remote', `gsync-node does not run on the node with "${node.node_bin}" (Node.js 18 or newer is needed)`);
   if (current.protocol !== tool.protocol) {
     throw new SshError(node.name, 'remote', `the node's gsync-node speaks protocol ${current.protocol}, this controller ${tool.protocol}`);
   }
-  if (!current.git) {
-    throw new SshError(node.name, 'remote', 'git is not installed on the node (or not on its PATH)', { hint: 'install git on the node' });
-  }
+  // A node without git still takes tasks: as files (the scp mode), with an alert (see carrierForNode).
   return current;
 }
 

@@ -1,5 +1,5 @@
-import { ProtocolError, ZERO_OID, failpoint, gitOps, incomingRef, type SecretPolicy, type TaskResult } from '@gsync/core';
-import type { Arrival, Carrier } from '../carrier/carrier.js';
+import { ProtocolError, ZERO_OID, failpoint, gitOps, incomingRef, resultFile, type SecretPolicy, type TaskResult } from '@gsync/core';
+import { receiverFor, type Arrival, type Carrier } from '../carrier/carrier.js';
 import type { NodeConfig, ProjectConfig } from '../config.js';
 import type { Collected } from '../lifecycle/decisions.js';
 import type { NodeTransport } from '../ssh/transport.js';
@@ -32,7 +32,9 @@ export function resultProblem(task: TaskRow, result: TaskResult, maxBytes: numbe
   }
   if (result.branch !== task.branch) return `result.json names branch ${result.branch}, not ${task.branch}`;
   if (result.base !== task.base_commit) return `result.json says base ${result.base}, the task was dispatched on ${task.base_commit}`;
-  if (result.bundle.size > maxBytes) return `the result bundle is ${result.bundle.size} bytes, over the ${maxBytes}-byte limit (max_result_bytes)`;
+  const file = resultFile(result);
+  if (!file) return 'result.json announces neither a bundle with its head nor a tar of files';
+  if (file.size > maxBytes) return `the result ${result.files ? 'tar' : 'bundle'} is ${file.size} bytes, over the ${maxBytes}-byte limit (max_result_bytes)`;
   return undefined;
 }
 
@@ -57,7 +59,7 @@ export async function collectTask(req: CollectRequest): Promise<Collected> {
   if (problem) return { kind: 'rejected', reason: problem };
 
   const gitDir = await gitOps.gitDir(repo);
-  const receipt = await req.carrier.receive({
+  const receipt = await receiverFor(req.carrier, result).receive({
     project,
     node: req.node,
     task,
@@ -71,12 +73,13 @@ export async function collectTask(req: CollectRequest): Promise<Collected> {
   if (receipt.kind === 'rejected') return receipt;
   if (receipt.downgraded) await req.onDowngrade?.(receipt.downgraded);
   const q = receipt.quarantine;
+  const head = receipt.head ?? result.head!;
   try {
     const inspection = await inspectChanges({
       repo,
       env: q.env,
       base: task.base_commit,
-      head: result.head,
+      head,
       mergeHead: task.merge_head ?? undefined,
       limits: req.limits,
       policy: req.policy,
@@ -91,9 +94,9 @@ export async function collectTask(req: CollectRequest): Promise<Collected> {
     await dropQuarantine(q);
   }
   const incoming = incomingRef(task.project, task.task_id, task.node);
-  await gitOps.setRef(repo, incoming, result.head, 'gsync: incoming result');
+  await gitOps.setRef(repo, incoming, head, 'gsync: incoming result');
   const fetched = await gitOps.resolveCommit(repo, incoming);
-  if (fetched !== result.head) return { kind: 'rejected', reason: `writing ${incoming} gave ${fetched ?? 'nothing'}, expected ${result.head}` };
+  if (fetched !== head) return { kind: 'rejected', reason: `writing ${incoming} gave ${fetched ?? 'nothing'}, expected ${head}` };
   failpoint('pull:after-incoming');
   const branch = result.wip ? `${task.branch}-wip` : task.branch;
   const clash = await createBranch(repo, `refs/heads/${branch}`, fetched);
