@@ -329,16 +329,21 @@ export async function collectResults(
     const file = report?.result ? resultFile(report.result) : undefined;
     // `<task_id>.bundle`, or `.tar` for a result of files: the kind result.json announced.
     const kind = report?.result?.files ? 'tar' : 'bundle';
-    if (!report?.result || !file || name !== `${id}.${kind}` || seen.has(id) || !taskIds.includes(id)) {
+    if (!report?.result || name !== `${id}.${kind}` || seen.has(id) || !taskIds.includes(id)) {
       throw new ProtocolError(`node ${node.name}: unexpected entry in the collect stream`);
     }
     seen.add(id);
     const finished = { ...report, result: report.result };
-    if (size === file.size) return bundles.take(finished, entry);
+    if (file && size === file.size) return bundles.take(finished, entry);
     if (size > maxBytes) throw new ProtocolError(`node ${node.name}: the result ${kind} of ${id} is ${size} bytes, over the ${maxBytes}-byte limit`);
     // Skipped unread: only what it has over its announced size is added to what the stream may carry.
-    budget += Math.max(size - file.size, 0);
-    bundles.refuse(finished, `the node sent ${size} bytes of its result ${kind}, result.json announced ${file.size}`);
+    budget += Math.max(size - (file?.size ?? 0), 0);
+    bundles.refuse(
+      finished,
+      file
+        ? `the node sent ${size} bytes of its result ${kind}, result.json announced ${file.size}`
+        : 'result.json announces neither a bundle with its head nor a tar of files',
+    );
   };
   tar.on('entry', (header, entry, next) => {
     read(header.name, header.size ?? 0, entry).then(
