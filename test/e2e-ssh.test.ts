@@ -175,17 +175,25 @@ describe('Plan B over real SSH', () => {
     expect(await status(ctx, { project: 'shop' })).toEqual([]);
   });
 
-  it('says clearly when a node has no git', async () => {
+  it('sends a node without git the code as files (the scp mode), says so, and merges its result', async () => {
     const repo = gitRepo();
     const nogit = world.node('nogit');
     const { ctx, specs } = setup(repo, [
-      { name: 'nogit', host: '127.0.0.1', port: nogit.port, user: nogit.user, identity_file: world.clientKey, known_hosts: world.knownHosts },
+      {
+        name: 'nogit',
+        host: '127.0.0.1',
+        port: nogit.port,
+        user: nogit.user,
+        identity_file: world.clientKey,
+        known_hosts: world.knownHosts,
+        agent: ['node', join(world.agents, 'edit.mjs'), '{spec_file}'],
+      },
     ]);
-    await expect(dispatch(ctx, { project: 'shop', spec: specFile(specs, 'x.md', '# x\n'), node: 'nogit' })).rejects.toThrow(
-      'node nogit: git is not installed on the node (or not on its PATH)',
-    );
-    expect(existsSync(join(nogit.home, 'dispatch/shop'))).toBe(false);
-    expect(await status(ctx, { project: 'shop' })).toEqual([]);
+    await dispatch(ctx, { project: 'shop', spec: specFile(specs, 'x.md', '# x\nwrite from-nogit.txt plain files\n'), node: 'nogit' });
+    expect(ctx.events.find((e) => e.kind === 'downgraded')?.message).toBe('S01: nogit has no git; the code was sent as files (the scp mode)');
+    const report = await pullBundles(ctx, { project: 'shop', wait: true, interval: 0.2, timeout: 60 });
+    expect(report.tasks.map((t) => [t.outcome, t.reason])).toEqual([['merged', undefined]]);
+    expect(repo.git('show', 'main:from-nogit.txt')).toBe('plain files\n');
   });
 
   it('passes a spec full of shell metacharacters to the agent byte for byte', async () => {
