@@ -102,15 +102,17 @@ describe('gsync-ctl killed during dispatch', () => {
   }
 });
 
-describe('gsync-ctl killed during pull-bundles', () => {
+// The scp mode makes the result's commit on the controller: a pull killed after it must make the very same one again.
+describe.each(['bundle', 'scp'])('gsync-ctl killed during pull-bundles (sync_mode %s)', (sync_mode) => {
   const points = ['pull:after-download', 'pull:after-adopt', 'pull:after-incoming', 'pull:after-branch', 'pull:after-advance', 'pull:after-verify'];
   for (const point of points) {
     it(`at ${point}: pulling again merges each task exactly once and leaves nothing behind`, async () => {
-      const w = world(
-        point === 'pull:after-verify'
+      const w = world({
+        sync_mode,
+        ...(point === 'pull:after-verify'
           ? { verify_command: ['node', join(ROOT, 'fixtures/verify/no-broken.mjs')], verify_readonly_paths: [join(ROOT, 'fixtures')] }
-          : {},
-      );
+          : {}),
+      });
       for (const [i, file] of [
         [1, 'a.txt'],
         [2, 'b.txt'],
@@ -134,17 +136,18 @@ describe('gsync-ctl killed during pull-bundles', () => {
   }
 });
 
-describe('gsync-node killed on the node', () => {
+describe.each(['bundle', 'scp'])('gsync-node killed on the node (sync_mode %s)', (sync_mode) => {
   const cases: [string, 'merged' | 'failed', RegExp | undefined][] = [
     ['node:after-prepare', 'failed', /stopped before the agent ran/],
     ['node:after-agent', 'failed', /stopped while the agent ran/],
-    ['node:after-commit', 'merged', undefined],
+    // The scp mode makes no commit on the node: its result is the tar (after-bundle) and result.json.
+    ...(sync_mode === 'bundle' ? [['node:after-commit', 'merged', undefined] as [string, 'merged', undefined]] : []),
     ['node:after-bundle', 'merged', undefined],
     ['node:after-result', 'merged', undefined],
   ];
   for (const [point, outcome, reason] of cases) {
     it(`at ${point}: the next pull finishes the task on the node and it ends ${outcome}`, async () => {
-      const w = world();
+      const w = world({ sync_mode });
       const spec = specFile(w.specs, 's.md', '# edit a\nwrite a.txt A\n');
       // The failpoint reaches gsync-node through the environment dispatch starts it with.
       expect(w.ctl(['dispatch', '--project', 'proj', '--spec', spec, '--node', 'l2'], point).code).toBe(0);
@@ -160,7 +163,7 @@ describe('gsync-node killed on the node', () => {
   }
 
   it('an agent killed from outside: reported failed, its work so far returned on a -wip branch', async () => {
-    const w = world();
+    const w = world({ sync_mode });
     const spec = specFile(w.specs, 's.md', '# long job\nwrite a.txt halfway\nsleep 30\n');
     expect(w.ctl(['dispatch', '--project', 'proj', '--spec', spec, '--node', 'l1']).code).toBe(0);
     const status = join(w.configDir, 'nodes/l1/dispatch/proj/tasks/S01/status.json');
