@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '@gsync/controller';
@@ -17,7 +17,22 @@ async function dispatch(...flags: string[]) {
   const [out, err] = [capture(), capture()];
   const io = { env: { ...process.env, NO_COLOR: '1', SSH_AUTH_SOCK: '' }, stdout: out.stream, stderr: err.stream, nodeToolPath: NODE_TOOL, pid: process.pid };
   const code = await main(['--config-dir', configDir, ...flags, 'dispatch', '--project', 'proj', '--spec', spec], io);
+  await finished(join(configDir, 'nodes/l1/dispatch/proj/tasks/S01/status.json'));
   return { code, out: out.text(), err: err.text() };
+}
+
+/** The task runs on after dispatch returns: its temp dirs go only once it is done writing. */
+async function finished(statusFile: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      if ((JSON.parse(readFileSync(statusFile, 'utf8')) as { finished_at?: string }).finished_at) return;
+    } catch {
+      // not there yet
+    }
+    if (Date.now() > deadline) throw new Error('S01 never finished');
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 describe('--quiet', () => {
