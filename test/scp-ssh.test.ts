@@ -120,6 +120,9 @@ describe('the scp mode over real SSH', () => {
     await dispatch(ctx, { project: 'delta', spec: specFile(specs, 'a.md', '# a\nwrite a.txt from bare\n'), node: 'bare' });
     const report = await pull(ctx, 'delta');
     expect(report.tasks.map((t) => [t.task_id, t.outcome])).toEqual([['S01', 'merged']]);
+    expect(readFileSync(report.report_path!, 'utf8')).toContain(
+      "- downgraded (it travelled another way than the project's mode): bare has no git; the code was sent as files (the scp mode)",
+    );
     expect(repo.git('show', 'main:a.txt')).toBe('from bare\n');
     const said = readFileSync(alerts, 'utf8').trim().split('\n');
     expect(said).toHaveLength(1);

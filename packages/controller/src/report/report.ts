@@ -114,7 +114,7 @@ function taskSection(t: ReportTask): string[] {
       lines.push(`- saved in the checkout while this merge updated it, and kept (your version; \`git diff\` shows it against the merge): ${list(kept)}`);
     for (const a of aside) lines.push(`- ${inertCode(a.path)} was saved into the old file while it was replaced; that file is kept at ${inertCode(a.saved)}`);
   }
-  if (t.downgraded) lines.push(`- downgraded to a bundle: ${inertMarkdown(t.downgraded, 2000)}`);
+  if (t.downgraded) lines.push(`- downgraded (it travelled another way than the project's mode): ${inertMarkdown(t.downgraded, 2000)}`);
   if (t.reason) lines.push(`- why: ${inertMarkdown(t.reason, 2000)}`);
   if (t.resolution_spec) lines.push(`- resolution spec: \`${t.resolution_spec}\``);
   if (t.resolution_task) lines.push(`- being resolved by ${t.resolution_task}`);
