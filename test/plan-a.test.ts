@@ -134,7 +134,7 @@ describe('Plan A: a shared remote over real SSH (git-shell)', () => {
       expect(report.tasks[1]!.downgraded).toMatch(
         /^n2 could not take the code from the shared remote \(cannot fetch refs\/heads\/task\/gamma-S02-n2 from the shared remote: .+\); it was sent as a bundle$/,
       );
-      expect(readFileSync(report.report_path!, 'utf8')).toContain('- downgraded (it travelled another way than the project's mode): the node could not push');
+      expect(readFileSync(report.report_path!, 'utf8')).toContain("- downgraded (it travelled another way than the project's mode): the node could not push");
       const said = readFileSync(alerts, 'utf8')
         .trim()
         .split('\n')
