@@ -1,9 +1,9 @@
 import { chmodSync, existsSync, lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { dispatch, pullBundles, resolve } from '@gsync/controller';
+import { dispatch, pullBundles, resolve, type CleanupResult } from '@gsync/controller';
 import { AGENTS, cleanupTempDirs, gitRepo, tempDir, type GitRepo } from './helpers/git-repo.js';
-import { specFile, testContext, writeConfig } from './helpers/world.js';
+import { runCtl, specFile, testContext, writeConfig } from './helpers/world.js';
 
 /**
  * The scp mode on `local` nodes (same protocol and gsync-node file, no sshd): code goes
@@ -94,6 +94,20 @@ describe('the scp mode on local nodes', () => {
     expect(existsSync(join(repo.dir, 'schemas/old.py'))).toBe(false);
     const down = ctx.events.filter((e) => e.kind === 'downgraded');
     expect(down).toEqual([]);
+    // Cleanup works on a node without git as on any other: the task dirs go, the branches once on main.
+    const cleaned = JSON.parse((await runCtl(ctx.configDir, ['--json', 'cleanup', '--project', 'proj', '--older-than', '0'])).out) as CleanupResult;
+    expect(
+      cleaned.removed
+        .filter((r) => r.what === 'node_dir')
+        .map((r) => r.task_id)
+        .sort(),
+    ).toEqual(['S01', 'S02']);
+    for (const [node, id] of [
+      ['nogit', 'S01'],
+      ['withgit', 'S02'],
+    ] as const)
+      expect(existsSync(join(ctx.configDir, 'nodes', node, 'dispatch/proj/tasks', id))).toBe(false);
+    expect(repo.git('branch', '--list', 'task/*')).toBe('');
   });
 
   it('a bundle project sends a node without git its files, with an alert, and merges the result', async () => {
