@@ -1,13 +1,16 @@
 import { Chalk } from 'chalk';
+import { once } from 'node:events';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { BusyError, ConfigError, GsyncError, ProtocolError, SshError, UsageError, errorMessage } from '@gsync/core/errors';
-import { inert } from '@gsync/core/inert';
+import { inert, inertJson, inertLog } from '@gsync/core/inert';
+import { humanBytes } from '@gsync/core/units';
 import type { Context } from './context.js';
 import { colourLevel } from './colour.js';
+import { WaitingView } from './live-view.js';
 import { EXIT } from './exit-codes.js';
-import { renderCleanup, renderEvent, renderForecast, renderRunSummary, renderStatus } from './render.js';
+import { renderCleanup, renderEvent, renderForecast, renderLogEnd, renderRunSummary, renderStatus } from './render.js';
 
 export interface CliIo {
   env: NodeJS.ProcessEnv;
@@ -23,6 +26,8 @@ export interface CliIo {
   /** Whether stdout and stderr are terminals: each stream gets colour on its own. */
   stdoutIsTTY?: boolean;
   stderrIsTTY?: boolean;
+  /** How often `pull --wait` writes its line per task when stderr is no terminal (default 30 s). */
+  waitingEveryMs?: number;
 }
 
 export function exitCodeOf(error: unknown): number {
@@ -45,6 +50,8 @@ const FLAGS = [
   ...'config-dir json verbose quiet color accept-new timeout help version'.split(' '),
   ...'project spec task node wait interval any-order agent all older-than dry-run force'.split(' '),
   ...ENTRY_FLAGS,
+  'follow',
+  'lines',
 ];
 
 function editDistance(a: string, b: string): number {
@@ -58,7 +65,7 @@ function editDistance(a: string, b: string): number {
 }
 
 /** Flags followed by a value (the value is not the command). */
-const VALUED = new Set(['config-dir', 'timeout', 'project', 'spec', 'task', 'node', 'interval', 'agent', 'older-than', ...ENTRY_FLAGS]);
+const VALUED = new Set(['config-dir', 'timeout', 'project', 'spec', 'task', 'node', 'interval', 'agent', 'older-than', 'lines', ...ENTRY_FLAGS]);
 
 /** Commands that hold commands of their own (`node add`). */
 const GROUPS = new Set(['node', 'project']);
@@ -131,9 +138,25 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   const c = new Chalk({ level: colourLevel(io.env, undefined, Boolean(io.stdoutIsTTY)) });
   const ce = new Chalk({ level: colourLevel(io.env, undefined, Boolean(io.stderrIsTTY)) });
   const print = (s: string) => io.stdout.write(`${s}\n`);
-  const say = (s: string) => io.stderr.write(`${s}\n`);
+  // While pull --wait shows its tasks on a terminal, every other line goes above them.
+  let waitingView: WaitingView | undefined;
+  const say = (s: string) => {
+    if (waitingView) waitingView.say(s);
+    else io.stderr.write(`${s}\n`);
+  };
   let exitCode: number = EXIT.ok;
   let verbose = false;
+
+  const waitingViewFor = () =>
+    new WaitingView({
+      out: io.stderr,
+      // A terminal that cannot move its cursor gets the plain lines.
+      tty: Boolean(io.stderrIsTTY) && io.env.TERM !== 'dumb',
+      columns: () => (io.stderr as { columns?: number }).columns || Number(io.env.COLUMNS) || 80,
+      now: io.now ?? (() => new Date()),
+      everyMs: io.waitingEveryMs ?? 30_000,
+      c: ce,
+    });
 
   const context = (g: Global): Context => {
     const home = io.env.HOME ?? '/';
@@ -236,12 +259,19 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           .option('any-order', { type: 'boolean', default: false, describe: 'merge each task once collected, not strictly in dispatch order' }),
       async (a) => {
         const { pullBundles } = await import('./commands/pull.js');
+        // What runs where, and each agent's last line, while it waits; nothing of it under --quiet or --json.
+        const view = a.wait && !a.quiet && !a.json ? waitingViewFor() : undefined;
+        waitingView = view;
         const r = await pullBundles(context(a as unknown as Global), {
           project: a.project,
           wait: a.wait,
           interval: a.interval,
           timeout: a.timeout,
           anyOrder: a.anyOrder,
+          ...(view ? { onWaiting: (tasks: Parameters<WaitingView['update']>[0]) => view.update(tasks) } : {}),
+        }).finally(() => {
+          view?.close();
+          waitingView = undefined;
         });
         print(a.json ? JSON.stringify(r, null, 2) : renderRunSummary(c, r));
         exitCode = r.exit_code;
@@ -297,6 +327,57 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         const { status } = await import('./commands/status.js');
         const rows = await status(context(a as unknown as Global), { project: a.project });
         print(a.json ? JSON.stringify(rows, null, 2) : renderStatus(c, rows));
+      },
+    )
+    .command(
+      'logs',
+      "show a task's agent log, read from its node; --follow keeps reading until the task ends",
+      (y) =>
+        y
+          .option('project', { type: 'string', demandOption: true, describe: 'project name from projects.json' })
+          .option('task', { type: 'string', demandOption: true, describe: 'the task whose agent.log to show' })
+          .option('follow', { alias: 'f', type: 'boolean', default: false, describe: 'keep reading as the log grows, until the task ends (Ctrl-C stops)' })
+          .option('lines', { alias: 'n', type: 'number', describe: 'only the last N lines of what is there now (default: all of its last MiB)' })
+          .example('$0 logs --project web --task S03', "what S03's agent has written so far")
+          .example('$0 logs --project web --task S03 -f -n 20', 'its last 20 lines, then every new one until it ends')
+          .epilogue(
+            'control characters are shown escaped (\\x1b), lines and tabs kept. With --json: one JSON line per piece, {"log": text} or {"skipped": bytes}, then {"end": {...}}.\n' +
+              'exit codes: 0 shown (with --follow: until the task ended), 2 no such project or task, or its task dir is gone from the node, 4 the task is not on its node yet, or with --follow it had not ended when reading stopped (--timeout, or its run on the node was killed), 5 the node could not be reached',
+          ),
+      async (a) => {
+        if (a.lines !== undefined && !(Number.isInteger(a.lines) && a.lines >= 0))
+          throw new UsageError('--lines must be a whole number of at least 0, such as --lines 50');
+        const { logs } = await import('./commands/logs.js');
+        // Held back until stdout takes it: the node's reading waits with it.
+        let unended = false;
+        const write = (text: string) => {
+          unended = !text.endsWith('\n');
+          return io.stdout.write(text) ? undefined : once(io.stdout, 'drain').then(() => undefined);
+        };
+        const r = await logs(context(a as unknown as Global), {
+          project: a.project,
+          task: a.task,
+          follow: a.follow,
+          lines: a.lines,
+          onLog: (piece) => {
+            if (a.json) return write(`${inertJson(piece.kind === 'text' ? { log: piece.text } : { skipped: piece.bytes })}\n`);
+            if (piece.kind === 'text') return write(inertLog(piece.text));
+            say(ce.dim(`… ${humanBytes(piece.bytes)} of the log left out here: a read brings at most its last MiB`));
+          },
+        });
+        if (!r.on_node && r.task_state !== 'dispatching') {
+          throw new UsageError(`task ${r.task_id} is not on ${r.node}: its task dir is gone (removed by cleanup, or by hand)`);
+        }
+        if (a.json) print(inertJson({ end: r }));
+        if (!r.on_node) {
+          say(`task ${r.task_id} is not on ${r.node} yet: it is still being sent`);
+          exitCode = EXIT.pending;
+          return;
+        }
+        // On a terminal the state line starts a line of its own, even after a log that does not end with one.
+        if (unended && io.stdoutIsTTY) io.stdout.write('\n');
+        if (!a.json) say(renderLogEnd(ce, r));
+        if (a.follow && !r.final) exitCode = EXIT.pending;
       },
     )
     .command(
@@ -414,7 +495,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         )
         .demandCommand(1, 'name what to do: gsync-ctl project add NAME --repo PATH'),
     )
-    .demandCommand(1, 'name a command: init, node add, project add, dispatch, pull-bundles, conflicts, resolve, retry, status or cleanup')
+    .demandCommand(1, 'name a command: init, node add, project add, dispatch, pull-bundles, conflicts, resolve, retry, status, logs or cleanup')
     .strict()
     .recommendCommands()
     .help()

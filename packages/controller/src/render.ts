@@ -1,6 +1,7 @@
 import type { ChalkInstance } from 'chalk';
 import stringWidth from 'string-width';
 import type { CleanupResult } from './commands/cleanup.js';
+import type { LogsResult } from './commands/logs.js';
 import { inert } from '@gsync/core/inert';
 import { humanBytes } from '@gsync/core/units';
 import type { ProgressEvent } from './context.js';
@@ -8,6 +9,7 @@ import { ATTENTION_STATES } from './lifecycle/states.js';
 import type { RunReport } from './report/report.js';
 import type { ConflictsResult } from './queue/forecast.js';
 import type { StatusRow } from './report/status-row.js';
+import type { WaitingTask } from './queue/waiting.js';
 
 /** Turns events and results into terminal text. Nothing here decides anything. */
 
@@ -125,4 +127,51 @@ export function renderCleanup(c: ChalkInstance, r: CleanupResult): string {
   );
   lines.push(c.bold(`${r.dry_run ? 'would free' : 'freed'} ${humanBytes(r.bytes)}${r.removed.length === 0 ? ' (nothing to clean)' : ''}`));
   return lines.join('\n');
+}
+
+/** A time span as people say it: 45s, 2m10s, 1h05m. */
+export function humanDuration(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, '0')}m`;
+}
+
+/** At most `width` terminal cells of `text` (a wide character takes two), `…` where it was cut. */
+export function fitWidth(text: string, width: number): string {
+  if (stringWidth(text) <= width) return text;
+  let out = '';
+  let used = 0;
+  for (const ch of text) {
+    const w = stringWidth(ch);
+    if (used + w > width - 1) break;
+    out += ch;
+    used += w;
+  }
+  return `${out}…`;
+}
+
+/**
+ * A task `pull --wait` waits for: "waiting for S01 on n1 (running 2m10s): <its agent's
+ * last log line>", the line escaped; cut to `width` cells when given, with the log line dimmed.
+ */
+export function renderWaiting(c: ChalkInstance, t: WaitingTask, now: Date, width?: number): string {
+  const since = t.since ? Date.parse(t.since) : Number.NaN;
+  const elapsed = Number.isNaN(since) ? '' : ` ${humanDuration(now.getTime() - since)}`;
+  const head = `waiting for ${t.task_id} on ${t.node} (${inert(t.state ?? 'dispatched', 40)}${elapsed})`;
+  const text = t.line ? `${head}: ${inert(t.line, 400)}` : head;
+  const shown = width === undefined ? text : fitWidth(text, width);
+  return shown.length > head.length ? `${shown.slice(0, head.length)}${c.dim(shown.slice(head.length))}` : shown;
+}
+
+/** How reading a task's log ended: its final state (and why, for a failure), or that it goes on. */
+export function renderLogEnd(c: ChalkInstance, r: LogsResult): string {
+  const where = `${r.task_id} on ${r.node}`;
+  const state = inert(r.state ?? 'received', 40);
+  if (r.final) {
+    const colour = r.state === 'done' ? c.green : r.state === 'empty' ? c.dim : c.red;
+    return `${where} ended: ${colour(state)}${r.error ? c.dim(` (${inert(r.error, 300)})`) : ''}`;
+  }
+  if (r.stopped) return c.yellow(`${where}: its run stopped before the task ended (while ${state}); the next pull finishes it`);
+  return `${where}: ${state}, not ended yet`;
 }

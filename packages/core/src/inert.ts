@@ -19,6 +19,29 @@ export function inert(text: string, max = 300): string {
   return flat.length > max || text.length > cut.length ? `${flat.slice(0, max)}… (${text.length} characters in all)` : flat;
 }
 
+// The same, less the line feed and the tab: what a log keeps of its layout.
+const UNSAFE_IN_LOG = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+
+/**
+ * An agent's log as a terminal may show it: lines and tabs kept, every other control
+ * character escaped as `inert` does (so no escape sequence, title change or carriage
+ * return acts). Not cut: the caller bounds what it reads.
+ */
+export function inertLog(text: string): string {
+  return text.replace(UNSAFE_IN_LOG, visible);
+}
+
+// What JSON.stringify leaves raw that a terminal may still act on (C1, DEL) or that reorders text.
+const UNSAFE_IN_JSON = /[\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+
+/**
+ * One line of JSON that is safe to print: JSON.stringify escapes C0 controls, and the
+ * rest `inert` escapes become `\uNNNN` too, so a reader gets the very same text back.
+ */
+export function inertJson(value: unknown): string {
+  return JSON.stringify(value).replace(UNSAFE_IN_JSON, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /**
  * `inert`, and nothing in it that Markdown would read as structure: on one line, inside a
  * list item, only emphasis, code, links, HTML, tables and strike-through could be made,

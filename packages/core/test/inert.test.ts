@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { inert, inertCode, inertMarkdown } from '@gsync/core';
+import { inert, inertCode, inertJson, inertLog, inertMarkdown } from '@gsync/core';
 
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/;
 
@@ -30,6 +30,26 @@ describe('inert text', () => {
         const code = inertCode(text);
         expect(code.slice(1, -1)).not.toContain('`');
         expect(code).not.toMatch(CONTROL);
+      }),
+    );
+  });
+
+  it('keeps the lines and tabs of a log, and escapes every other control character', () => {
+    expect(inertLog('a\tb\n\x1b]0;title\x07c\r\n\u009b2J\0')).toBe('a\tb\n\\x1b]0;title\\x07c\\x0d\n\\x9b2J\\x00');
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 2000 }), (text) => {
+        expect(inertLog(text).replace(/[\n\t]/g, '')).not.toMatch(CONTROL);
+      }),
+    );
+  });
+
+  it('prints JSON with no control character raw, read back as the very same text', () => {
+    expect(inertJson({ log: '\u009b31m\u202e' })).toBe('{"log":"\\u009b31m\\u202e"}');
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 2000 }), (text) => {
+        const line = inertJson({ log: text });
+        expect(line).not.toMatch(CONTROL);
+        expect(JSON.parse(line)).toEqual({ log: text });
       }),
     );
   });

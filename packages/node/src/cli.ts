@@ -14,6 +14,7 @@ import { removeTasks } from './remove.js';
 import { reportTasks } from './report.js';
 import { runTask } from './run.js';
 import { startTask } from './start.js';
+import { tailLog } from './tail.js';
 import { waitForTasks } from './wait.js';
 
 declare const GSYNC_VERSION: string;
@@ -29,9 +30,10 @@ usage:
   gsync-node run --task-dir DIR
   gsync-node start --task-dir DIR [--max-parallel N]
   gsync-node report --work-root DIR --project P --task ID [--task ID ...]
-  gsync-node wait --work-root DIR --project P --task ID [--task ID ...] [--seconds N]   (until one needs a look)
+  gsync-node wait --work-root DIR --project P --task ID [--task ID ...] [--seconds N] [--tails]   (until one needs a look; --tails: each task's last log line as it changes)
   gsync-node collect --work-root DIR --project P --task ID [--task ID ...]   (a tar: report.json, then each finished result bundle)
   gsync-node send --work-root DIR --project P --task ID --file NAME
+  gsync-node tail --work-root DIR --project P --task ID [--from OFFSET] [--follow] [--seconds N] [--max-bytes N]   (agent.log as frames; following, until the task ends)
   gsync-node remove --work-root DIR --project P --task ID [--task ID ...] [--dry-run]   (finished task dirs only; JSON: what went, bytes)
 Exit codes: 0 done, 1 failed, 2 bad usage, 3 accept: the task id is taken on this node by another task.
 A task to start joins the node's queue: at most N runs at once over all projects under the
@@ -92,6 +94,15 @@ function maxParallel(values: Record<string, unknown>): number | undefined {
   return n;
 }
 
+/** A whole number of at least 0 given as `--key`, or `fallback`. */
+function count(values: Record<string, unknown>, key: string, fallback: number): number {
+  const v = values[key];
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Usage(`--${key} must be a whole number of at least 0`);
+  return n;
+}
+
 async function dispatchCommand(io: NodeIo): Promise<number> {
   const [command, ...rest] = io.argv;
   const { values } = parseArgs({
@@ -108,6 +119,9 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
       'max-parallel': { type: 'string' },
       seconds: { type: 'string' },
       'dry-run': { type: 'boolean' },
+      tails: { type: 'boolean' },
+      from: { type: 'string' },
+      follow: { type: 'boolean' },
     },
     strict: true,
   });
@@ -188,6 +202,8 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
         seconds,
         cancelled,
         kick: () => kickQueue(workRoot, io.self, io.env).catch(() => undefined),
+        // Lines before the answer: the controller shows them while it waits.
+        ...(values.tails ? { onTails: async (tails) => void io.stdout.write(`${JSON.stringify({ tails })}\n`) } : {}),
       });
       // An open stdin would keep this process alive: the answer is all the controller waits for.
       (io.stdin as unknown as import('node:stream').Readable).destroy();
@@ -214,6 +230,28 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
       for await (const chunk of createReadStream(`${paths.dir}/${file}`)) {
         if (!io.stdout.write(chunk as Buffer)) await once(io.stdout, 'drain');
       }
+      return 0;
+    }
+    case 'tail': {
+      // Ends early when the controller hangs up (closes stdin): a follow must not outlive it.
+      const cancelled = new Promise<void>((resolve) => {
+        io.stdin.on('end', resolve);
+        io.stdin.on('close', resolve);
+        io.stdin.resume();
+      });
+      const end = await tailLog({
+        workRoot: need(values, 'work-root'),
+        project: need(values, 'project'),
+        taskId: task(),
+        from: count(values, 'from', 0),
+        follow: values.follow === true,
+        maxBytes: Math.max(count(values, 'max-bytes', 1024 * 1024), 1),
+        seconds: Math.min(count(values, 'seconds', 30), 600),
+        out: io.stdout as Writable,
+        cancelled,
+      });
+      (io.stdin as unknown as Readable).destroy();
+      out({ end });
       return 0;
     }
     case 'remove': {

@@ -1,7 +1,9 @@
 import { type FSWatcher, watch } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { FILES, isFinal, processAlive, type TaskStatus } from '@gsync/core';
 import { taskDir, taskPaths } from './paths.js';
 import { readStatus } from './status.js';
+import { lastLogLine } from './tail.js';
 
 /** While one of its tasks is queued, a wait lets the queue start what it can this often: a run that died frees its slot without a word. */
 const KICK_EVERY_MS = 5_000;
@@ -16,7 +18,39 @@ export interface WaitOptions {
   cancelled: Promise<void>;
   /** Starts what the node's queue allows now. */
   kick?: () => Promise<void>;
+  /** Given, it is told each task's state and last log line at the start, then whenever one changes. */
+  onTails?: (tails: TaskTail[]) => Promise<void>;
   pollMs?: number;
+}
+
+/** What `pull --wait` shows of a task while it waits: where it is and what its agent said last. */
+export interface TaskTail {
+  task_id: string;
+  state: TaskStatus['state'] | null;
+  started_at?: string;
+  line: string;
+}
+
+/** Each task's tail, read again only when its log grew or its state moved; those that changed since the last call. */
+function tailReader(dirs: readonly string[], taskIds: readonly string[]) {
+  const last = new Map<string, { size: number; state: string | null; line: string }>();
+  return async (statuses: readonly (TaskStatus | null)[]): Promise<TaskTail[]> => {
+    const changed: TaskTail[] = [];
+    for (const [i, id] of taskIds.entries()) {
+      const status = statuses[i] ?? null;
+      const log = taskPaths(dirs[i]!).agentLog;
+      const size = await stat(log).then(
+        (s) => s.size,
+        () => 0,
+      );
+      const before = last.get(id);
+      if (before && before.size === size && before.state === (status?.state ?? null)) continue;
+      const line = before?.size === size ? before.line : (await lastLogLine(log).catch(() => ({ line: '' }))).line;
+      last.set(id, { size, state: status?.state ?? null, line });
+      changed.push({ task_id: id, state: status?.state ?? null, ...(status?.started_at ? { started_at: status.started_at } : {}), line });
+    }
+    return changed;
+  };
 }
 
 /** A task a controller should look at now: finished, gone, or its run died without finishing. Queued is waiting, not dead. */
@@ -81,10 +115,13 @@ export async function waitForTasks(options: WaitOptions): Promise<{ changed: str
   });
   const dirs = options.taskIds.map((id) => taskDir(options.workRoot, options.project, id));
   const changes = statusWatch(dirs, options.cancelled);
+  const tails = options.onTails ? tailReader(dirs, options.taskIds) : undefined;
   let nextKick = 0;
   try {
     for (;;) {
       const statuses = await Promise.all(dirs.map((dir) => readStatus(taskPaths(dir).status).catch(() => null)));
+      const moved = tails ? await tails(statuses) : [];
+      if (moved.length > 0) await options.onTails?.(moved);
       const changed = options.taskIds.filter((_, i) => needsLook(statuses[i] ?? null));
       if (changed.length > 0 || hungUp || Date.now() >= deadline) return { changed };
       if (options.kick && Date.now() >= nextKick && statuses.some((s) => s?.state === 'queued')) {

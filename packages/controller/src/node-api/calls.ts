@@ -1,11 +1,13 @@
 import { createReadStream } from 'node:fs';
 import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { extract, pack } from 'tar-stream';
 import * as z from 'zod/mini';
 import { COLLECT_REPORT, ProtocolError, TaskReport, UsageError, resultFile } from '@gsync/core';
 import type { NodeConfig } from '../config.js';
 import { remoteFailure as failure, type ExecResult, type NodeTransport } from '../ssh/transport.js';
 import { Hello, toolPath } from './install.js';
+import { type TaskTail, WaitLines } from './tail.js';
 
 /**
  * The controller's side of the node protocol: every operation on a node is a
@@ -392,7 +394,8 @@ const WaitAnswer = z.object({ changed: z.array(z.string().check(z.maxLength(200)
 
 /**
  * `gsync-node wait`: answers once one of the tasks needs a look (finished, gone, or its
- * run died), or after `seconds`. Ending `cancel` hangs up early.
+ * run died), or after `seconds`. Ending `cancel` hangs up early. With `onTails`, the node
+ * also says each task's state and last log line while it waits, over the same call.
  */
 export async function waitForTasks(
   t: NodeTransport,
@@ -401,6 +404,7 @@ export async function waitForTasks(
   taskIds: readonly string[],
   seconds: number,
   cancel: Readable,
+  onTails?: (tails: TaskTail[]) => void,
 ): Promise<string[]> {
   const argv = [
     node.node_bin,
@@ -414,12 +418,25 @@ export async function waitForTasks(
     String(Math.ceil(seconds)),
     ...taskIds.flatMap((id) => ['--task', id]),
   ];
+  // A line of tails a second for the whole wait, a few hundred bytes per task: far below this.
+  const lines = onTails
+    ? new WaitLines(1024 * 1024 + taskIds.length * 64 * 1024, (tails) => onTails(tails.filter((x) => taskIds.includes(x.task_id))))
+    : undefined;
   // Silent by design for `seconds`: only silence beyond that is the node's fault.
-  const r = await t.exec(argv, { stdin: cancel, idleSeconds: seconds + node.answer_timeout_seconds, maxOutputBytes: 1024 * 1024 });
+  const r = await t.exec(lines ? [...argv, '--tails'] : argv, {
+    stdin: cancel,
+    idleSeconds: seconds + node.answer_timeout_seconds,
+    maxOutputBytes: 1024 * 1024,
+    ...(lines ? { stdout: lines } : {}),
+  });
   if (r.code !== 0) throw failure(node.name, 'cannot wait for its tasks', r);
+  if (lines) {
+    lines.end();
+    await finished(lines).catch(() => undefined);
+  }
   let json: unknown = null;
   try {
-    json = JSON.parse(r.stdout.toString('utf8') || 'null');
+    json = JSON.parse((lines ? lines.answer : r.stdout.toString('utf8')) || 'null');
   } catch {
     // not JSON: the check below says so
   }

@@ -16,6 +16,7 @@ import { forecastConflicts, forecastTasks, mergeForecasts, type Forecast } from 
 import { mergeQueue } from './merge-queue.js';
 import { testGateConfinement } from './test-gate.js';
 import { waitForChange } from './watch.js';
+import { Waiting, type WaitingTask } from './waiting.js';
 import { NodeLinks } from '../ssh/links.js';
 
 /** How long one long poll may last; the node answers sooner when a task needs a look. */
@@ -33,6 +34,8 @@ export interface PullOptions {
   /** Merge each task as soon as it is collected, instead of strictly in dispatch order. */
   anyOrder?: boolean;
   sleep?: (ms: number) => Promise<void>;
+  /** With --wait: told which tasks it waits for, where, since when, and their agents' last log lines, as that changes. */
+  onWaiting?: (tasks: readonly WaitingTask[]) => void;
 }
 
 interface RunState {
@@ -105,6 +108,7 @@ export async function runPull(session: Session, project: ProjectConfig, options:
 async function pullRounds(session: Session, project: ProjectConfig, options: PullOptions, mainRef: string, run: RunState, links: NodeLinks): Promise<void> {
   const { store, ctx } = session;
   const sleep = options.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
+  const waiting = options.onWaiting ? new Waiting(options.onWaiting) : undefined;
   const deadline = ctx.now().getTime() + (options.timeout ?? Infinity) * 1000;
   for (let round = 0; ; round++) {
     const roundStart = performance.now();
@@ -128,7 +132,7 @@ async function pullRounds(session: Session, project: ProjectConfig, options: Pul
     if (!options.wait || store.listTasks(project.name, ['dispatched']).length === 0 || left <= 0) break;
     const interval = (options.interval ?? 5) * 1000;
     // Each node answers as soon as a task needs a look; a node that cannot be asked so is polled every interval.
-    const waited = await waitForChange(session, project, links, Math.min(Math.max(interval / 1000, LONG_POLL_SECONDS), left / 1000));
+    const waited = await waitForChange(session, project, links, Math.min(Math.max(interval / 1000, LONG_POLL_SECONDS), left / 1000), waiting);
     // A node that answers at once every time still gets a round no more often than MIN_ROUND_GAP_MS.
     await sleep(waited === 'unavailable' ? interval : Math.max(0, Math.min(interval, MIN_ROUND_GAP_MS) - (performance.now() - roundStart)));
   }

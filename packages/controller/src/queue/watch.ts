@@ -3,6 +3,7 @@ import { errorMessage } from '@gsync/core';
 import { getNode, type ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
 import { waitForTasks } from '../node-api/calls.js';
+import type { Waiting } from './waiting.js';
 import type { NodeLinks } from '../ssh/links.js';
 import { tasksByNode } from '../store/store.js';
 
@@ -10,15 +11,18 @@ import { tasksByNode } from '../store/store.js';
  * Between the rounds of `pull --wait`: one long poll per node with running tasks, over
  * the run's kept link, answered by the node as soon as a task needs a look. Returns
  * when any node says so, when `seconds` pass, or at once if no node can be asked
- * (the caller then sleeps instead).
+ * (the caller then sleeps instead). With `waiting`, each poll also brings its tasks'
+ * states and last log lines as they change.
  */
 export async function waitForChange(
   session: Session,
   project: ProjectConfig,
   links: NodeLinks,
   seconds: number,
+  waiting?: Waiting,
 ): Promise<'changed' | 'timeout' | 'unavailable'> {
   const byNode = tasksByNode(session.store.listTasks(project.name, ['dispatched']));
+  waiting?.set([...byNode.values()].flat());
   const cancels: PassThrough[] = [];
   const polls = [...byNode].map(async ([name, tasks]) => {
     const node = getNode(session.config, name);
@@ -32,6 +36,7 @@ export async function waitForChange(
       tasks.map((x) => x.task_id),
       seconds,
       cancel,
+      waiting && ((tails) => waiting.tails(tails)),
     );
     if (changed.length === 0) throw new Timeout();
     return 'changed' as const;
