@@ -321,12 +321,36 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     )
     .command(
       'status',
-      "show each task's node, state, branch and times",
-      (y) => y.option('project', { type: 'string', demandOption: true }),
+      "show each task's node, state, branch and times, and what its node says of it now",
+      (y) =>
+        y
+          .option('project', { type: 'string', describe: 'project name from projects.json' })
+          .option('all', { type: 'boolean', default: false, describe: 'every project in projects.json' })
+          .option('offline', { type: 'boolean', default: false, describe: 'the store alone: ask no node' })
+          .option('watch', { type: 'number', describe: 'refresh every SECONDS (default 2) until Ctrl-C; in place on a terminal' })
+          .example('$0 status --project web', "web's tasks, each running one as its node sees it now")
+          .example('$0 status --all --offline', 'every project, from the store alone (no SSH)')
+          .example('$0 status --project web --watch 5', 'the same, refreshed every 5 seconds'),
       async (a) => {
         const { status } = await import('./commands/status.js');
-        const rows = await status(context(a as unknown as Global), { project: a.project });
-        print(a.json ? JSON.stringify(rows, null, 2) : renderStatus(c, rows));
+        const ctx = context(a as unknown as Global);
+        const ask = () => status(ctx, { project: a.project, all: a.all, offline: a.offline });
+        if (a.watch === undefined) {
+          const rows = await ask();
+          print(a.json ? JSON.stringify(rows, null, 2) : renderStatus(c, rows));
+          return;
+        }
+        const every = a.watch > 0 ? a.watch : 2;
+        // Runs until Ctrl-C: nothing here writes, so stopping at any point leaves nothing half done.
+        for (;;) {
+          const rows = await ask();
+          if (a.json) print(JSON.stringify(rows));
+          else {
+            const head = `${ctx.now().toISOString().replace('T', ' ').slice(0, 19)}  every ${every} s, Ctrl-C stops`;
+            io.stdout.write(`${io.stdoutIsTTY ? '\x1b[H\x1b[2J' : '\n'}${c.dim(head)}\n${renderStatus(c, rows)}\n`);
+          }
+          await new Promise((r) => setTimeout(r, every * 1000));
+        }
       },
     )
     .command(

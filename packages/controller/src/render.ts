@@ -43,19 +43,41 @@ const time = (iso: string | null | undefined) => (iso ? iso.replace('T', ' ').sl
 export function renderStatus(c: ChalkInstance, rows: readonly StatusRow[]): string {
   if (rows.length === 0) return 'no tasks yet';
   const colour = (s: string) =>
-    s === 'merged' || s === 'resolved' ? c.green(s) : (ATTENTION_STATES as readonly string[]).includes(s) ? c.red(s) : s === 'empty' ? c.dim(s) : c.cyan(s);
+    s === 'merged' || s === 'resolved'
+      ? c.green(s)
+      : (ATTENTION_STATES as readonly string[]).includes(s)
+        ? c.red(s)
+        : ['empty', 'cancelled', 'dismissed'].includes(s)
+          ? c.dim(s)
+          : c.cyan(s);
+  // Several projects (status --all): each row says whose it is.
+  const many = new Set(rows.map((r) => r.project)).size > 1;
+  const asked = rows.some((r) => r.live);
   return table([
-    ['TASK', 'NODE', 'STATE', 'BRANCH', 'DISPATCHED', 'FINISHED', 'MERGED'].map((h) => c.bold(h)),
+    [...(many ? ['PROJECT'] : []), 'TASK', 'NODE', 'STATE', ...(asked ? ['ON THE NODE NOW'] : []), 'BRANCH', 'DISPATCHED', 'FINISHED', 'MERGED'].map((h) =>
+      c.bold(h),
+    ),
     ...rows.map((r) => [
+      ...(many ? [r.project] : []),
       r.task_id,
       r.node,
       colour(r.state === 'dispatched' && r.node_state ? `${r.state}:${inert(r.node_state, 40)}` : r.state),
+      ...(asked ? [liveText(c, r.live)] : []),
       r.branch,
       time(r.dispatched_at),
       time(r.finished_at),
       time(r.merged_at),
     ]),
   ]);
+}
+
+/** What a node said of a task just now: `running 2m05s`, `queued #2`, or why it did not say. */
+function liveText(c: ChalkInstance, live: StatusRow['live']): string {
+  if (!live) return '-';
+  if (live.error && !live.state) return c.yellow(inert(live.error, 80));
+  const state = inert(live.state ?? '?', 40);
+  if (live.position) return `${state} #${live.position}`;
+  return live.seconds !== undefined ? `${state} ${humanDuration(live.seconds * 1000)}` : state;
 }
 
 export function renderRunSummary(c: ChalkInstance, r: RunReport): string {

@@ -167,6 +167,8 @@ export const TaskReport = z.object({
   status: z.nullable(TaskStatus),
   result: z.nullable(TaskResult),
   error: z.optional(z.string()),
+  /** A queued task's place in the node's queue (1 is next), over every project and controller using the node. */
+  position: z.optional(z.int().check(z.positive())),
 });
 export type TaskReport = z.infer<typeof TaskReport>;
 

@@ -6,7 +6,7 @@ import * as z from 'zod/mini';
 import { ProtocolError, isValidName, processAlive, writeJsonAtomic } from '@gsync/core';
 import { expandHome, nodeDir, taskPaths, tasksRoot } from './paths.js';
 import { withLock } from './queue-lock.js';
-import { planStarts, type QueueEntry } from './queue-plan.js';
+import { planStarts, queueOrder, type QueueEntry } from './queue-plan.js';
 import { readStatus, setState } from './status.js';
 
 const LIMIT_FILE = 'max-parallel.json';
@@ -93,6 +93,11 @@ export async function fillSlots(
   const started = new Map<string, number | undefined>();
   for (const entry of start) started.set(entry.dir, await launch(entry.dir, self, env));
   return { started, waiting: waiting.map((e) => e.dir) };
+}
+
+/** The place of each queued task dir in the node's queue (1 is next), over every project under the work root. */
+export async function queuePositions(workRoot: string): Promise<Map<string, number>> {
+  return new Map(queueOrder(await readTasks(workRoot)).map((e, i) => [e.dir, i + 1]));
 }
 
 /** Starts what the queue allows now: after a run ended, or when one may have died (freeing its slot without a word). */

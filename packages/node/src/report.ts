@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { TaskResult, errorMessage, type TaskReport } from '@gsync/core';
 import { taskDir, taskPaths, type TaskPaths } from './paths.js';
+import { queuePositions } from './queue.js';
 import { recoverInterrupted } from './recover.js';
 import { readStatus } from './status.js';
 
@@ -51,5 +52,13 @@ export async function reportTasks(
 ): Promise<TaskReport[]> {
   const looked = await Promise.all(taskIds.map((taskId) => recovered(workRoot, project, taskId)));
   await kick();
-  return Promise.all(looked.map((l, i) => ('dir' in l ? readReport(taskIds[i]!, l) : l)));
+  const reports = await Promise.all(looked.map((l, i) => ('dir' in l ? readReport(taskIds[i]!, l) : l)));
+  // A queued task says where it stands in the node's queue, which spans every project and controller.
+  if (!reports.some((r) => r.status?.state === 'queued')) return reports;
+  const positions = await queuePositions(workRoot);
+  return reports.map((r, i) => {
+    const l = looked[i]!;
+    const position = r.status?.state === 'queued' && 'dir' in l ? positions.get(l.dir) : undefined;
+    return position ? { ...r, position } : r;
+  });
 }
