@@ -48,7 +48,7 @@ const ENTRY_FLAGS = 'host port user identity-file known-hosts work-root max-para
 /** Every flag some command takes: what a mistyped one is compared with. */
 const FLAGS = [
   ...'config-dir json verbose quiet color accept-new timeout help version'.split(' '),
-  ...'project spec task node wait interval any-order agent all older-than dry-run force'.split(' '),
+  ...'project spec task node wait interval any-order agent all older-than dry-run force reason'.split(' '),
   ...ENTRY_FLAGS,
   'follow',
   'lines',
@@ -65,7 +65,7 @@ function editDistance(a: string, b: string): number {
 }
 
 /** Flags followed by a value (the value is not the command). */
-const VALUED = new Set(['config-dir', 'timeout', 'project', 'spec', 'task', 'node', 'interval', 'agent', 'older-than', 'lines', ...ENTRY_FLAGS]);
+const VALUED = new Set(['config-dir', 'timeout', 'project', 'spec', 'task', 'node', 'interval', 'agent', 'older-than', 'reason', 'lines', ...ENTRY_FLAGS]);
 
 /** Commands that hold commands of their own (`node add`). */
 const GROUPS = new Set(['node', 'project']);
@@ -305,7 +305,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     )
     .command(
       'retry',
-      'send a stale, failed, timed-out or rejected task again, by default to another node',
+      'send a stale, failed, timed-out, rejected, withheld, cancelled or dismissed task again, by default to another node',
       (y) =>
         y
           .option('project', { type: 'string', demandOption: true })
@@ -317,6 +317,61 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         print(
           a.json ? JSON.stringify(r, null, 2) : `dispatched ${c.bold(r.task_id)} to ${c.bold(r.node)} on branch ${c.cyan(r.branch)} (retry of ${r.retry_of})`,
         );
+      },
+    )
+    .command(
+      'cancel',
+      "stop a running task: its node takes it off the queue or stops its agent's process group; the next pull brings its work back as a -wip branch, never merged",
+      (y) =>
+        y
+          .option('project', { type: 'string', demandOption: true, describe: 'project name from projects.json' })
+          .option('task', { type: 'string', demandOption: true, describe: 'the task to stop (dispatched, or stale)' })
+          .option('reason', { type: 'string', describe: 'why it is stopped: kept in the event log and the pull report' })
+          .example('$0 cancel --project web --task S03 --reason "wrong spec"', 'stop S03 wherever it runs')
+          .example('$0 pull --project web', 'then: bring back what it had done, on task/web-S03-<node>-wip')
+          .epilogue(
+            'exit codes: 0 cancelled (or already), 2 no such task, or it has ended or was never dispatched, 5 the node could not be told (the cancel is recorded)',
+          ),
+      async (a) => {
+        const { cancel } = await import('./commands/cancel.js');
+        const r = await cancel(context(a as unknown as Global), { project: a.project, task: a.task, reason: a.reason });
+        if (a.json) {
+          print(JSON.stringify(r, null, 2));
+          return;
+        }
+        const did = r.node_answer?.did;
+        const what =
+          r.state === 'cancelled'
+            ? `its work so far is on ${r.wip_branch}, not merged`
+            : did === 'dequeued'
+              ? `taken off ${r.node}'s queue before it ran`
+              : did === 'nothing'
+                ? `it had already ended on ${r.node} (${inert(r.node_answer?.state ?? 'gone', 40)}); the next pull brings back what it made on ${r.wip_branch}, never merged`
+                : `its agent on ${r.node} was stopped; the next pull brings back what it had done on ${r.wip_branch}, never merged`;
+        const head = r.already ? `${c.bold(r.task_id)} is already cancelled` : `cancelled ${c.bold(r.task_id)}`;
+        print(`${head}: ${what}${r.reason && !r.already ? c.dim(` (${inert(r.reason, 200)})`) : ''}`);
+      },
+    )
+    .command(
+      'dismiss',
+      'set a failed, timed-out, rejected, withheld or conflicted task aside, so that pull stops asking for it (exit 0 again); its branches are kept',
+      (y) =>
+        y
+          .option('project', { type: 'string', demandOption: true, describe: 'project name from projects.json' })
+          .option('task', { type: 'string', demandOption: true, describe: 'the task to set aside' })
+          .option('reason', { type: 'string', describe: 'why: kept in the event log' })
+          .example('$0 dismiss --project web --task S02 --reason "done by hand"', 'S02 failed; pull no longer exits 3 for it')
+          .example('$0 retry --project web --task S02', 'a dismissed task can still be sent again')
+          .epilogue('exit codes: 0 dismissed (or already), 2 no such task, or it is running, merged or otherwise needs nothing'),
+      async (a) => {
+        const { dismiss } = await import('./commands/dismiss.js');
+        const r = await dismiss(context(a as unknown as Global), { project: a.project, task: a.task, reason: a.reason });
+        if (a.json) {
+          print(JSON.stringify(r, null, 2));
+          return;
+        }
+        const kept = r.branches.length > 0 ? `; kept ${r.branches.map((b) => c.cyan(b)).join(', ')}` : '';
+        print(`${r.already ? `${c.bold(r.task_id)} is already dismissed` : `dismissed ${c.bold(r.task_id)} (${r.was})`}${kept}`);
       },
     )
     .command(
@@ -519,7 +574,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         )
         .demandCommand(1, 'name what to do: gsync-ctl project add NAME --repo PATH'),
     )
-    .demandCommand(1, 'name a command: init, node add, project add, dispatch, pull-bundles, conflicts, resolve, retry, status, logs or cleanup')
+    .demandCommand(
+      1,
+      'name a command: init, node add, project add, dispatch, pull-bundles, conflicts, resolve, retry, cancel, dismiss, status, logs or cleanup',
+    )
     .strict()
     .recommendCommands()
     .help()

@@ -4,7 +4,7 @@ export const EXIT = {
   ok: 0,
   /** An unexpected failure: a bug, or git failing in a way gsync did not foresee. */
   internal: 1,
-  /** Bad flags, bad config, unknown project/node/task, bad spec or id. Nothing was changed. */
+  /** Bad flags, bad config, unknown project/node/task, bad spec or id, a task the command does not apply to (cancel of one that ended). Nothing was changed. */
   usage: 2,
   /** pull: at least one task conflicted, failed, timed out or was rejected. */
   attention: 3,

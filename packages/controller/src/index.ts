@@ -7,6 +7,8 @@ export { pullBundles, type PullOptions } from './commands/pull.js';
 export { conflicts } from './commands/conflicts.js';
 export { resolve } from './commands/resolve.js';
 export { retry } from './commands/retry.js';
+export { cancel, type CancelResult } from './commands/cancel.js';
+export { dismiss, type DismissResult } from './commands/dismiss.js';
 export { status } from './commands/status.js';
 export { cleanup, parseAge, type CleanupResult } from './commands/cleanup.js';
 export { init, type InitResult } from './commands/init.js';

@@ -102,6 +102,8 @@ export function renderRunSummary(c: ChalkInstance, r: RunReport): string {
         return `${c.green('resolved  ')} ${head} ${t.branch}: conflicted in ${paths(t.conflict_paths)}; ${inert(t.reason ?? '', 2000)}`;
       case 'rejected':
         return `${c.red('rejected  ')} ${head} ${inert(t.reason ?? '', 2000)}${t.verify?.log ? c.dim(` (log: ${t.verify.log})`) : ''}`;
+      case 'cancelled':
+        return `${c.yellow('cancelled ')} ${head} ${inert(t.reason ?? '', 2000)}${t.wip_branch ? `; work so far on ${t.wip_branch}, not merged` : ''}`;
       default:
         return `${c.red(t.outcome.padEnd(10))} ${head} ${inert(t.reason ?? '', 2000)}`;
     }
@@ -114,6 +116,10 @@ export function renderRunSummary(c: ChalkInstance, r: RunReport): string {
   for (const p of r.pending) {
     // A queued task has not started: it waits on its node for one of the node's max_parallel slots.
     const queued = p.node_state === 'queued';
+    if (p.cancelling) {
+      lines.push(`${c.yellow('cancelling')} ${p.task_id} ${c.dim(`(${p.node})`)} being stopped; a later pull brings back its work`);
+      continue;
+    }
     lines.push(
       `${c.cyan(queued ? 'queued    ' : 'running   ')} ${p.task_id} ${c.dim(`(${p.node})`)} ${queued ? 'for a free slot on its node' : inert(p.node_state ?? '', 40)}`,
     );

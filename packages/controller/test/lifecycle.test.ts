@@ -3,13 +3,20 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { TaskReport, TaskResult } from '@gsync/core';
 import {
   ATTENTION_STATES,
+  AWAITED_STATES,
+  CANCELLABLE_STATES,
+  DISMISSABLE_STATES,
   EXIT,
   OPEN_STATES,
+  PENDING_STATES,
   RETRYABLE_STATES,
   Store,
   TASK_STATES,
   TRANSITIONS,
   canTransition,
+  cancelRefusal,
+  cancelledStep,
+  dismissRefusal,
   exitCodeFor,
   finishStep,
   lostStep,
@@ -74,6 +81,72 @@ describe('the transition table', () => {
     for (const s of RETRYABLE_STATES) expect(canTransition(s, 'retried')).toBe(true);
     expect(OPEN_STATES).toEqual(['dispatching', 'dispatched']);
     expect(ATTENTION_STATES).not.toContain('merged');
+  });
+});
+
+describe('cancel and dismiss', () => {
+  it('cancels only what may still run, through cancelling, and never to a merge', () => {
+    expect(CANCELLABLE_STATES).toEqual(['dispatched', 'stale']);
+    for (const s of CANCELLABLE_STATES) expect(canTransition(s, 'cancelling')).toBe(true);
+    expect(TRANSITIONS.cancelling).toEqual(['cancelled']);
+    expect(TRANSITIONS.cancelled).toEqual(['retried']);
+    for (const s of TASK_STATES) if (!CANCELLABLE_STATES.includes(s)) expect(canTransition(s, 'cancelling')).toBe(false);
+    // Asked about until its work is back, waited for, counted as pending; never a merge turn or a node's load.
+    expect(AWAITED_STATES).toContain('cancelling');
+    expect(PENDING_STATES).toContain('cancelling');
+    expect(OPEN_STATES).not.toContain('cancelling');
+    expect(ATTENTION_STATES).not.toContain('cancelled');
+  });
+
+  it('dismisses what needs the user and has ended, and lets it be retried', () => {
+    expect([...DISMISSABLE_STATES].sort()).toEqual(['conflicted', 'failed', 'rejected', 'timeout', 'withheld']);
+    for (const s of DISMISSABLE_STATES) expect(canTransition(s, 'dismissed')).toBe(true);
+    for (const s of TASK_STATES) if (!DISMISSABLE_STATES.includes(s)) expect(canTransition(s, 'dismissed')).toBe(false);
+    expect(TRANSITIONS.dismissed).toEqual(['retried']);
+    expect(RETRYABLE_STATES).toEqual(expect.arrayContaining(['dismissed', 'cancelled']));
+    expect(ATTENTION_STATES).not.toContain('dismissed');
+  });
+
+  it('says in one line why a task cannot be cancelled or dismissed, and nothing when it can (or already is)', () => {
+    const t = (state: TaskState) => ({ task_id: 'S01', state });
+    for (const s of ['dispatched', 'stale', 'cancelling', 'cancelled'] as TaskState[]) expect(cancelRefusal(t(s))).toBeUndefined();
+    expect(cancelRefusal(t('merged'))).toBe('task S01 has already ended (merged): there is nothing to cancel');
+    expect(cancelRefusal(t('failed'))).toBe('task S01 has already ended (failed): there is nothing to cancel');
+    expect(cancelRefusal(t('dispatching'))).toMatch(/^task S01 was never dispatched/);
+    for (const s of [...DISMISSABLE_STATES, 'dismissed' as TaskState]) expect(dismissRefusal(t(s))).toBeUndefined();
+    for (const s of ['dispatching', 'dispatched', 'stale', 'cancelling'] as TaskState[])
+      expect(dismissRefusal(t(s))).toMatch(/still running .*cancel it first/);
+    expect(dismissRefusal(t('merged'))).toBe('task S01 is merged: it needs no attention, there is nothing to dismiss');
+    for (const s of TASK_STATES) expect(/\n/.test(cancelRefusal(t(s)) ?? '') || /\n/.test(dismissRefusal(t(s)) ?? '')).toBe(false);
+  });
+
+  it('a cancelled task ends cancelled whatever its node says, its work on -wip only', () => {
+    const done = readAnswer({ task_id: 'S01', exists: true, status: status('done', { finished_at: at }), result: result() });
+    if (done.kind !== 'finished') throw new Error('expected finished');
+    const wip = { kind: 'collected' as const, head: 'b'.repeat(40), commits: 1, paths: ['x.py'], branch: 'task/p-S01-gpu-1-wip', wip: true };
+    expect(cancelledStep(task, done, wip, 'now')).toMatchObject({
+      to: 'cancelled',
+      fields: { wip_branch: 'task/p-S01-gpu-1-wip', result_head: 'b'.repeat(40), finished_at: at, collected_at: 'now' },
+      event: { kind: 'cancel_settled', message: 'S01 on gpu-1 cancelled; its work so far is on task/p-S01-gpu-1-wip, not merged' },
+    });
+    // Never an error field: the reason given to cancel stays the task's error.
+    expect(cancelledStep(task, done, wip, 'now').fields).not.toHaveProperty('error');
+    expect(cancelledStep(task, done, { kind: 'rejected', reason: 'bad\u001b[2J' }, 'now')).toMatchObject({
+      to: 'cancelled',
+      fields: { finished_at: at },
+      event: { level: 'warn', message: expect.not.stringContaining('\u001b') },
+    });
+    const queued = { ...done, nodeState: 'failed' as const, error: 'cancelled before it started', result: undefined };
+    expect(cancelledStep(task, queued, undefined, 'now')).toMatchObject({
+      to: 'cancelled',
+      fields: { finished_at: at },
+      event: { message: 'S01 on gpu-1 cancelled; no work came back (cancelled before it started)' },
+    });
+    expect(cancelledStep(task, { kind: 'lost', reason: 'gone' }, undefined, 'now')).toMatchObject({
+      to: 'cancelled',
+      fields: { finished_at: 'now' },
+      event: { level: 'warn', message: 'S01 on gpu-1 cancelled; nothing came back: gone' },
+    });
   });
 });
 
@@ -145,6 +218,9 @@ describe('staleness, merge order and exit codes', () => {
     expect(exitCodeFor({ ...none, pending: [{ task_id: 'S1', node: 'n', node_state: null }], unreachable: [{ node: 'n', error: 'x' }] })).toBe(EXIT.ssh);
     expect(exitCodeFor({ ...none, tasks: [t('conflicted')], unreachable: [{ node: 'n', error: 'x' }] })).toBe(EXIT.attention);
     expect(exitCodeFor({ ...none, outstanding: [t('stale')] })).toBe(EXIT.attention);
+    // A cancel is the user's own choice: nothing to attend to once its work is back, pending until then.
+    expect(exitCodeFor({ ...none, tasks: [t('cancelled')] })).toBe(EXIT.ok);
+    expect(exitCodeFor({ ...none, pending: [{ task_id: 'S1', node: 'n', node_state: 'running', cancelling: true }] })).toBe(EXIT.pending);
   });
 });
 

@@ -90,7 +90,7 @@ describe('renderReport', () => {
 
   it('counts each outcome, timeouts among the failed', () => {
     expect(text).toContain(
-      '- merged 1, conflicted 1, conflicted then resolved 0, empty 1, failed 2, rejected 0, withheld 0, stale 0, waiting 0, still running 2\n',
+      '- merged 1, conflicted 1, conflicted then resolved 0, empty 1, failed 2, rejected 0, withheld 0, stale 0, cancelled 0, waiting 0, still running 2\n',
     );
   });
 

@@ -43,6 +43,34 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+/** True while any process of the group led by `pgid` exists (a zombie not yet reaped counts). */
+export function groupAlive(pgid: number | undefined | null): boolean {
+  if (!pgid) return false;
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Stops a whole process group as a timeout does: SIGTERM to all of it, SIGKILL after
+ * `graceMs` to whatever is left. Says whether the group is gone (an orphan may take
+ * a moment to be reaped).
+ */
+export async function stopGroup(pgid: number, graceMs: number): Promise<boolean> {
+  killGroup(pgid, 'SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (groupAlive(pgid) && Date.now() < deadline) await pause(50);
+  if (!groupAlive(pgid)) return true;
+  killGroup(pgid, 'SIGKILL');
+  for (let i = 0; i < 60 && groupAlive(pgid); i++) await pause(50);
+  return !groupAlive(pgid);
+}
+
 /**
  * Runs a command (an agent, a verify command) without a shell, in its own
  * process group, stdout and stderr appended to `logFile`. On timeout the whole

@@ -29,6 +29,8 @@ export const FILES = {
   tree: 'tree.tar',
   baseFiles: 'base-files.json',
   resultTree: 'result.tar',
+  /** Written by `gsync-node cancel`: the run stops its agent (or never starts it) and ends as failed, its work kept as in progress. */
+  cancel: 'cancel.json',
 } as const;
 
 const name = z.string().check(z.refine(isValidName, 'is not a valid name'));

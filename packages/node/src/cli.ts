@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { FILES, PROTOCOL_VERSION, errorMessage, gitOps } from '@gsync/core';
 import type { Readable, Writable } from 'node:stream';
 import { TaskClash, acceptTask } from './accept.js';
+import { cancelTask } from './cancel.js';
 import { collectTasks } from './collect.js';
 import { cacheDir, cachedCommits } from './cache.js';
 import { taskDir, taskPaths, workRootOfTask } from './paths.js';
@@ -35,6 +36,7 @@ usage:
   gsync-node send --work-root DIR --project P --task ID --file NAME
   gsync-node tail --work-root DIR --project P --task ID [--from OFFSET] [--follow] [--seconds N] [--max-bytes N]   (agent.log as frames; following, until the task ends)
   gsync-node remove --work-root DIR --project P --task ID [--task ID ...] [--dry-run]   (finished task dirs only; JSON: what went, bytes)
+  gsync-node cancel --work-root DIR --project P --task ID   (off the queue, or its agent's process group stopped; it ends failed, its work kept as in progress)
 Exit codes: 0 done, 1 failed, 2 bad usage, 3 accept: the task id is taken on this node by another task.
 A task to start joins the node's queue: at most N runs at once over all projects under the
 work root (N from the last --max-parallel, kept in <work root>/.gsync; no limit until one is given).`;
@@ -254,6 +256,9 @@ async function dispatchCommand(io: NodeIo): Promise<number> {
       out({ end });
       return 0;
     }
+    case 'cancel':
+      out(await cancelTask(need(values, 'work-root'), need(values, 'project'), task()));
+      return 0;
     case 'remove': {
       const ids = values.task ?? [];
       if (ids.length === 0) throw new Usage('remove needs at least one --task');

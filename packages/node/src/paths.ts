@@ -23,6 +23,7 @@ export interface TaskPaths {
   tree: string;
   baseFiles: string;
   resultTree: string;
+  cancel: string;
 }
 
 export function tasksRoot(workRoot: string, project: string): string {
@@ -59,5 +60,6 @@ export function taskPaths(dir: string): TaskPaths {
     tree: join(d, FILES.tree),
     baseFiles: join(d, FILES.baseFiles),
     resultTree: join(d, FILES.resultTree),
+    cancel: join(d, FILES.cancel),
   };
 }

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { lstat, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -12,6 +13,7 @@ import {
   gitOps,
   hasConflictMarkers,
   runInProcessGroup,
+  stopGroup,
   newFindings,
   scanFile,
   sha256File,
@@ -29,6 +31,14 @@ export interface RunOptions {
   env: NodeJS.ProcessEnv;
   now?: () => Date;
 }
+
+/** Whether `gsync-node cancel` has asked this task to stop. */
+export function cancelAsked(paths: TaskPaths): boolean {
+  return existsSync(paths.cancel);
+}
+
+/** The end of a task cancelled before its agent started: nothing ran, so nothing is kept. */
+const CANCELLED_BEFORE = 'cancelled before the agent started';
 
 export async function readManifest(paths: TaskPaths): Promise<TaskManifest> {
   const parsed = TaskManifest.safeParse(JSON.parse(await readFile(paths.manifest, 'utf8')));
@@ -182,7 +192,9 @@ export interface AgentOutcome {
 export async function finishTask(paths: TaskPaths, manifest: TaskManifest, run: AgentOutcome, now: () => Date): Promise<TaskStatus> {
   const step = (state: TaskStatus['state'], fields: Parameters<typeof setState>[2] = {}) => setState(paths.status, state, fields, now);
   const left = await unresolved(paths, run.conflicted);
-  const failed = run.interrupted !== undefined || run.timedOut || run.exitCode !== 0 || left.length > 0;
+  // Whatever the agent got to, a cancelled task's work is only ever work in progress.
+  const cancelled = cancelAsked(paths);
+  const failed = cancelled || run.interrupted !== undefined || run.timedOut || run.exitCode !== 0 || left.length > 0;
   await step('committing', { agent_exit_code: run.exitCode });
   const { changed, withheld } = manifest.tree
     ? await packChangedFiles(paths, manifest, failed, run.exitCode, now, () => step('bundling'))
@@ -190,6 +202,10 @@ export async function finishTask(paths: TaskPaths, manifest: TaskManifest, run: 
   const finished_at = now().toISOString();
   const held = withheld.length > 0 ? `; withheld as secrets: ${withheld.map((w) => `${w.path} (${w.rule})`).join(', ')}` : '';
   const end = (state: TaskStatus['state'], fields: Parameters<typeof setState>[2]) => step(state, { ...fields, ...(withheld.length > 0 ? { withheld } : {}) });
+  if (cancelled) {
+    const kept = changed ? '; what it had done is kept as work in progress' : ', having changed nothing';
+    return await end('failed', { finished_at, error: `cancelled: the agent was stopped${kept}${held}` });
+  }
   if (run.interrupted) return await end('failed', { finished_at, error: run.interrupted + held });
   if (run.timedOut) {
     return await end('timeout', { finished_at, error: `the agent ran longer than ${manifest.agent.timeout_seconds}s and was killed${held}` });
@@ -306,9 +322,11 @@ export async function runTask(options: RunOptions): Promise<TaskStatus> {
   const started = now().toISOString();
   try {
     const manifest = await readManifest(paths);
+    if (cancelAsked(paths)) return await step('failed', { finished_at: now().toISOString(), error: CANCELLED_BEFORE });
     await step('preparing', { pid: process.pid, started_at: started });
     const conflicted = await prepareRepo(paths, manifest, cacheOfTask(paths.dir));
     failpoint('node:after-prepare');
+    if (cancelAsked(paths)) return await step('failed', { finished_at: now().toISOString(), error: CANCELLED_BEFORE });
     await step('running');
 
     const argv = expandAgentArgv(manifest.agent.argv, { spec: await readFile(paths.spec, 'utf8'), specFile: paths.spec });
@@ -321,6 +339,8 @@ export async function runTask(options: RunOptions): Promise<TaskStatus> {
       killGraceMs: manifest.agent.kill_grace_seconds * 1000,
       onStart: async (pid) => {
         await step('running', { agent_pid: pid });
+        // A cancel that looked before this pid was written found nothing to stop: the run stops it.
+        if (cancelAsked(paths)) await stopGroup(pid, manifest.agent.kill_grace_seconds * 1000);
       },
     });
     failpoint('node:after-agent');

@@ -2,7 +2,7 @@ import { inert, isFinal, type NodeState, type TaskReport, type TaskResult } from
 import { EXIT } from '../exit-codes.js';
 import type { RunReport } from '../report/report.js';
 import type { TaskFields, TaskRow } from '../store/store.js';
-import { ATTENTION_STATES, type TaskState } from './states.js';
+import { ATTENTION_STATES, CANCELLABLE_STATES, DISMISSABLE_STATES, type TaskState } from './states.js';
 
 /**
  * What the lifecycle decides, as plain functions over data: what a node's answer
@@ -123,6 +123,67 @@ export function finishStep(task: Named, answer: Extract<Answer, { kind: 'finishe
     fields: { ...resultFields, ...(wip ? { wip_branch: wip } : {}), error: why, finished_at },
     event: { level: 'error', kind: answer.nodeState, message: `${on} ${answer.nodeState}: ${why}${wip ? ` (work in progress on ${wip})` : ''}` },
   };
+}
+
+/**
+ * Where a cancelled task goes once its node has stopped it (or lost it): `cancelled`,
+ * whatever the agent got to. What it had done comes back only as a -wip branch, never
+ * to merge; the task's error stays the reason it was cancelled for.
+ */
+export function cancelledStep(task: Named, answer: Exclude<Answer, { kind: 'running' }>, collected: Collected | undefined, now: string): Step {
+  const on = `${task.task_id} on ${task.node} cancelled`;
+  if (answer.kind === 'lost') {
+    return {
+      to: 'cancelled',
+      fields: { finished_at: now },
+      event: { level: 'warn', kind: 'cancel_settled', message: `${on}; nothing came back: ${answer.reason}` },
+    };
+  }
+  const finished_at = answer.finishedAt ?? now;
+  if (collected?.kind === 'collected') {
+    return {
+      to: 'cancelled',
+      fields: {
+        result_head: collected.head,
+        result_commits: collected.commits,
+        changed_paths: JSON.stringify(collected.paths),
+        wip_branch: collected.branch,
+        finished_at,
+        collected_at: now,
+      },
+      event: {
+        level: 'info',
+        kind: 'cancel_settled',
+        message: `${on}; its work so far is on ${collected.branch}, not merged`,
+        data: { head: collected.head, paths: collected.paths },
+      },
+    };
+  }
+  if (collected?.kind === 'rejected') {
+    const reason = inert(collected.reason, 2000);
+    return {
+      to: 'cancelled',
+      fields: { finished_at },
+      event: { level: 'warn', kind: 'cancel_settled', message: `${on}; what it had done was refused: ${reason}` },
+    };
+  }
+  const node = answer.error ?? `it ended ${answer.nodeState}`;
+  return { to: 'cancelled', fields: { finished_at }, event: { level: 'info', kind: 'cancel_settled', message: `${on}; no work came back (${node})` } };
+}
+
+/** Why `cancel` refuses a task in this state; undefined when it may be cancelled, or already is. */
+export function cancelRefusal(task: Pick<TaskRow, 'task_id' | 'state'>): string | undefined {
+  if (CANCELLABLE_STATES.includes(task.state) || task.state === 'cancelling' || task.state === 'cancelled') return undefined;
+  if (task.state === 'dispatching') return `task ${task.task_id} was never dispatched (its dispatch did not finish): nothing runs to cancel`;
+  return `task ${task.task_id} has already ended (${task.state}): there is nothing to cancel`;
+}
+
+/** Why `dismiss` refuses a task in this state; undefined when it may be set aside, or already is. */
+export function dismissRefusal(task: Pick<TaskRow, 'task_id' | 'state'>): string | undefined {
+  if (DISMISSABLE_STATES.includes(task.state) || task.state === 'dismissed') return undefined;
+  if (['dispatching', 'dispatched', 'stale', 'cancelling'].includes(task.state))
+    return `task ${task.task_id} is still running (${task.state}): cancel it first, or wait for it to end`;
+  return `task ${task.task_id} is ${task.state}: it needs no attention, there is nothing to dismiss`;
 }
 
 /** When a dispatched task's node has not answered for `limitMs`: since when, else undefined. */

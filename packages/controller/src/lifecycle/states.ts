@@ -11,6 +11,11 @@
  *                      ├─► failed | timeout | rejected ─► retried
  *                      └──────────────┘
  *
+ *   dispatched | stale ─► cancelling ─► cancelled ─► retried
+ *     (cancel: the node stops it; the next pull brings back what it did, as -wip only)
+ *   failed | timeout | rejected | withheld | conflicted ─► dismissed ─► retried
+ *     (dismiss: set aside, its branches kept; pull no longer asks attention for it)
+ *
  * A `dispatching` row whose dispatch never reached the node is removed, not moved:
  * its id is free again.
  */
@@ -28,19 +33,25 @@ export const TASK_STATES = [
   'stale',
   'retried',
   'withheld',
+  'cancelling',
+  'cancelled',
+  'dismissed',
 ] as const;
 export type TaskState = (typeof TASK_STATES)[number];
 
 export const TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>> = {
   dispatching: ['dispatched'],
-  dispatched: ['collected', 'withheld', 'empty', 'failed', 'timeout', 'rejected', 'stale'],
-  stale: ['dispatched', 'failed', 'retried'],
+  dispatched: ['collected', 'withheld', 'empty', 'failed', 'timeout', 'rejected', 'stale', 'cancelling'],
+  stale: ['dispatched', 'failed', 'retried', 'cancelling'],
   collected: ['merged', 'conflicted', 'rejected'],
-  conflicted: ['resolved'],
-  failed: ['retried'],
-  timeout: ['retried'],
-  rejected: ['retried'],
-  withheld: ['retried'],
+  conflicted: ['resolved', 'dismissed'],
+  failed: ['retried', 'dismissed'],
+  timeout: ['retried', 'dismissed'],
+  rejected: ['retried', 'dismissed'],
+  withheld: ['retried', 'dismissed'],
+  cancelling: ['cancelled'],
+  cancelled: ['retried'],
+  dismissed: ['retried'],
   merged: [],
   empty: [],
   resolved: [],
@@ -54,11 +65,19 @@ export function canTransition(from: TaskState, to: TaskState): boolean {
 /** Sent and not yet answered for: what "least busy" counts, and what a pull waits for. */
 export const OPEN_STATES: readonly TaskState[] = ['dispatching', 'dispatched'];
 /** States a pull asks the node about. */
-export const WATCHED_STATES: readonly TaskState[] = ['dispatched', 'stale'];
+export const WATCHED_STATES: readonly TaskState[] = ['dispatched', 'stale', 'cancelling'];
+/** On a node that answers, still to come back: what `pull --wait` waits for. */
+export const AWAITED_STATES: readonly TaskState[] = ['dispatched', 'cancelling'];
+/** Not back yet: a pull lists them as still running, and exits 4 while there are any. */
+export const PENDING_STATES: readonly TaskState[] = [...OPEN_STATES, 'cancelling'];
 /** Tasks that need the user: they make a pull exit 3 until dealt with. */
 export const ATTENTION_STATES: readonly TaskState[] = ['conflicted', 'withheld', 'failed', 'timeout', 'rejected', 'stale'];
 /** States `retry` sends a task again from; a conflict is for `resolve`, running work is left alone. */
-export const RETRYABLE_STATES: readonly TaskState[] = ['stale', 'failed', 'timeout', 'rejected', 'withheld'];
+export const RETRYABLE_STATES: readonly TaskState[] = ['stale', 'failed', 'timeout', 'rejected', 'withheld', 'cancelled', 'dismissed'];
+/** States `cancel` stops: the agent may still run on the node. */
+export const CANCELLABLE_STATES: readonly TaskState[] = ['dispatched', 'stale'];
+/** States `dismiss` sets aside: ended, needing the user, nothing of them on main. */
+export const DISMISSABLE_STATES: readonly TaskState[] = ['failed', 'timeout', 'rejected', 'withheld', 'conflicted'];
 /** A resolution task in one of these is under way or done: a second one is refused. */
 export const LIVE_RESOLUTION_STATES: readonly TaskState[] = ['dispatching', 'dispatched', 'collected', 'merged'];
 

@@ -3,7 +3,7 @@ import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { extract, pack } from 'tar-stream';
 import * as z from 'zod/mini';
-import { COLLECT_REPORT, ProtocolError, TaskReport, UsageError, resultFile } from '@gsync/core';
+import { COLLECT_REPORT, NodeState, ProtocolError, TaskReport, UsageError, resultFile } from '@gsync/core';
 import type { NodeConfig } from '../config.js';
 import { remoteFailure as failure, type ExecResult, type NodeTransport } from '../ssh/transport.js';
 import { Hello, toolPath } from './install.js';
@@ -241,6 +241,30 @@ export async function removeTaskDirs(t: NodeTransport, node: NodeConfig, project
   const parsed = z.array(RemovedTask).safeParse(json);
   if (!parsed.success) throw new ProtocolError(`node ${node.name}: the answer to remove does not follow protocol v1`);
   return parsed.data.filter((a) => taskIds.includes(a.task_id));
+}
+
+const CancelAnswer = z.object({
+  task_id: z.string(),
+  was: z.nullable(NodeState),
+  state: z.nullable(NodeState),
+  did: z.enum(['dequeued', 'stopped', 'nothing']),
+});
+export type CancelAnswer = z.infer<typeof CancelAnswer>;
+
+/** `gsync-node cancel`: takes the task off the node's queue, or stops its agent's process group; says what it found and did. */
+export async function cancelTaskRun(t: NodeTransport, node: NodeConfig, project: string, taskId: string): Promise<CancelAnswer> {
+  const argv = [node.node_bin, toolPath(node), 'cancel', '--work-root', node.work_root, '--project', project, '--task', taskId];
+  const r = await t.exec(argv, { maxOutputBytes: 64 * 1024 });
+  if (r.code !== 0) throw failure(node.name, `cannot cancel task ${taskId}`, r);
+  let json: unknown;
+  try {
+    json = JSON.parse(r.stdout.toString('utf8'));
+  } catch {
+    throw new ProtocolError(`node ${node.name}: the answer to cancel is not JSON`);
+  }
+  const parsed = CancelAnswer.safeParse(json);
+  if (!parsed.success || parsed.data.task_id !== taskId) throw new ProtocolError(`node ${node.name}: the answer to cancel does not follow protocol v1`);
+  return parsed.data;
 }
 
 function parseReports(node: NodeConfig, text: string): TaskReport[] {

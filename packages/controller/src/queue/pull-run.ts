@@ -4,7 +4,7 @@ import type { ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
 import { recoverDispatching } from '../dispatch/recover.js';
 import { exitCodeFor } from '../lifecycle/decisions.js';
-import { ATTENTION_STATES, OPEN_STATES } from '../lifecycle/states.js';
+import { ATTENTION_STATES, AWAITED_STATES, PENDING_STATES } from '../lifecycle/states.js';
 import type { ReportTask, RunReport } from '../report/report.js';
 import { attention } from '../report/task-entry.js';
 import { checkReportsDir, writeRunReport } from '../report/write.js';
@@ -79,7 +79,9 @@ export async function runPull(session: Session, project: ProjectConfig, options:
     main_before,
     main_after: await checkRepo(project, mainRef),
     tasks: run.tasks,
-    pending: store.listTasks(project.name, OPEN_STATES).map((t) => ({ task_id: t.task_id, node: t.node, node_state: t.node_state })),
+    pending: store
+      .listTasks(project.name, PENDING_STATES)
+      .map((t) => ({ task_id: t.task_id, node: t.node, node_state: t.node_state, ...(t.state === 'cancelling' ? { cancelling: true as const } : {}) })),
     outstanding: store
       .listTasks(project.name, ATTENTION_STATES)
       .filter((t) => !touched.has(t.task_id))
@@ -129,7 +131,7 @@ async function pullRounds(session: Session, project: ProjectConfig, options: Pul
     });
     // Waiting is for tasks still running on nodes; a merge waiting for a clean checkout needs the user.
     const left = deadline - ctx.now().getTime();
-    if (!options.wait || store.listTasks(project.name, ['dispatched']).length === 0 || left <= 0) break;
+    if (!options.wait || store.listTasks(project.name, AWAITED_STATES).length === 0 || left <= 0) break;
     const interval = (options.interval ?? 5) * 1000;
     // Each node answers as soon as a task needs a look; a node that cannot be asked so is polled every interval.
     const waited = await waitForChange(session, project, links, Math.min(Math.max(interval / 1000, LONG_POLL_SECONDS), left / 1000), waiting);

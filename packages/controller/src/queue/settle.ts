@@ -1,16 +1,17 @@
 import type { TaskReport, TaskResult } from '@gsync/core';
 import type { ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
-import { finishStep, lostStep, readAnswer, type Collected } from '../lifecycle/decisions.js';
+import { cancelledStep, finishStep, lostStep, readAnswer, type Collected } from '../lifecycle/decisions.js';
 import { applyStep, transition } from '../lifecycle/transition.js';
 import type { ReportTask } from '../report/report.js';
-import { attention, describe } from '../report/task-entry.js';
+import { attention, cancelledEntry, describe } from '../report/task-entry.js';
 import type { TaskRow } from '../store/store.js';
 
 /**
  * Moves one task on from what its node said about it: still running (and alive
- * again, if it was stale), finished (its result collected first), or lost. What
- * the user must hear of goes into `tasks`, the run's report.
+ * again, if it was stale), finished (its result collected first), or lost. A
+ * cancelled task ends `cancelled` either way. What the user must hear of goes
+ * into `tasks`, the run's report.
  */
 export async function settle(
   session: Session,
@@ -23,8 +24,11 @@ export async function settle(
   const { store } = session;
   const at = { project: project.name, task_id: task.task_id, node: task.node };
   const answer = readAnswer(report);
+  const cancelled = task.state === 'cancelling';
   if (answer.kind === 'lost') {
-    tasks.push(attention(applyStep(session, task, lostStep(task, answer.reason, store.timestamp())), project));
+    const now = store.timestamp();
+    if (cancelled) tasks.push(cancelledEntry(applyStep(session, task, cancelledStep(task, answer, undefined, now)), project));
+    else tasks.push(attention(applyStep(session, task, lostStep(task, answer.reason, now)), project));
     return;
   }
   const nodeState = answer.nodeState;
@@ -50,7 +54,13 @@ export async function settle(
       data: { withheld },
     });
   }
-  const collected = answer.nodeState !== 'empty' && answer.result ? await collect(answer.result) : undefined;
+  // A cancelled task's result is work in progress, whatever its agent got to: it comes back on -wip, never to merge.
+  const result = answer.result && cancelled ? { ...answer.result, wip: true } : answer.result;
+  const collected = answer.nodeState !== 'empty' && result ? await collect(result) : undefined;
+  if (cancelled) {
+    tasks.push(cancelledEntry(applyStep(session, task, cancelledStep(task, answer, collected, store.timestamp())), project));
+    return;
+  }
   const row = applyStep(session, task, finishStep(task, answer, collected, store.timestamp()));
   if (row.state === 'empty') tasks.push(describe(row, 'empty'));
   else if (row.state !== 'collected') tasks.push(attention(row, project));

@@ -4,6 +4,7 @@ import { getNode, type ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
 import { waitForTasks } from '../node-api/calls.js';
 import type { Waiting } from './waiting.js';
+import { AWAITED_STATES } from '../lifecycle/states.js';
 import type { NodeLinks } from '../ssh/links.js';
 import { tasksByNode } from '../store/store.js';
 
@@ -21,7 +22,7 @@ export async function waitForChange(
   seconds: number,
   waiting?: Waiting,
 ): Promise<'changed' | 'timeout' | 'unavailable'> {
-  const byNode = tasksByNode(session.store.listTasks(project.name, ['dispatched']));
+  const byNode = tasksByNode(session.store.listTasks(project.name, AWAITED_STATES));
   waiting?.set([...byNode.values()].flat());
   const cancels: PassThrough[] = [];
   const polls = [...byNode].map(async ([name, tasks]) => {

@@ -2,7 +2,7 @@ import { inertCode, inertMarkdown } from '@gsync/core/inert';
 import type { Forecast } from '../queue/forecast.js';
 
 /** What one pull-bundles run did, as data (--json) and as merge_report.md. */
-export type Outcome = 'merged' | 'conflicted' | 'resolved' | 'withheld' | 'empty' | 'failed' | 'timeout' | 'rejected' | 'stale' | 'waiting';
+export type Outcome = 'merged' | 'conflicted' | 'resolved' | 'withheld' | 'empty' | 'failed' | 'timeout' | 'rejected' | 'stale' | 'waiting' | 'cancelled';
 
 export interface ReportTask {
   task_id: string;
@@ -44,7 +44,8 @@ export interface RunReport {
   main_before: string;
   main_after: string;
   tasks: ReportTask[];
-  pending: { task_id: string; node: string; node_state: string | null }[];
+  /** Tasks not back yet; `cancelling` when cancelled and its node has not yet been heard from since. */
+  pending: { task_id: string; node: string; node_state: string | null; cancelling?: true }[];
   outstanding: ReportTask[];
   unreachable: { node: string; error: string }[];
   /** Conflicts foreseen among the collected tasks before anything merged. */
@@ -135,14 +136,21 @@ export function renderReport(r: RunReport): string {
           `- time: collect ${r.timings.collect_seconds.toFixed(1)} s, forecast ${r.timings.forecast_seconds.toFixed(1)} s, merge ${r.timings.merge_seconds.toFixed(1)} s`,
         ]
       : []),
-    `- merged ${count('merged')}, conflicted ${count('conflicted')}, conflicted then resolved ${count('resolved')}, empty ${count('empty')}, failed ${count('failed') + count('timeout')}, rejected ${count('rejected')}, withheld ${count('withheld')}, stale ${count('stale')}, waiting ${count('waiting')}, still running ${r.pending.length}`,
+    `- merged ${count('merged')}, conflicted ${count('conflicted')}, conflicted then resolved ${count('resolved')}, empty ${count('empty')}, failed ${count('failed') + count('timeout')}, rejected ${count('rejected')}, withheld ${count('withheld')}, stale ${count('stale')}, cancelled ${count('cancelled')}, waiting ${count('waiting')}, still running ${r.pending.length}`,
     '',
   ];
   if (r.forecast && r.forecast.pairs_total + r.forecast.with_main.length > 0) out.push(...forecastSection(r.forecast));
   if (r.tasks.length === 0) out.push('Nothing new to collect or merge in this run.', '');
   else out.push('## This run', '', ...r.tasks.flatMap(taskSection));
   if (r.pending.length > 0) {
-    out.push('## Still running', '', ...r.pending.map((p) => `- ${p.task_id} on ${p.node} (${inertMarkdown(p.node_state ?? 'unknown', 40)})`), '');
+    out.push(
+      '## Still running',
+      '',
+      ...r.pending.map(
+        (p) => `- ${p.task_id} on ${p.node} (${inertMarkdown(p.node_state ?? 'unknown', 40)}${p.cancelling ? ', cancelled: being stopped' : ''})`,
+      ),
+      '',
+    );
   }
   if (r.unreachable.length > 0) {
     out.push('## Nodes not reached', '', ...r.unreachable.map((u) => `- ${u.node}: ${inertMarkdown(u.error, 2000)}`), '');

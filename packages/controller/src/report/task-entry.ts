@@ -24,6 +24,18 @@ export function describe(task: TaskRow, outcome: ReportTask['outcome'], extra: P
   };
 }
 
+/** A cancelled task once its node has stopped it: why it was cancelled, and where its work so far is. */
+export function cancelledEntry(task: TaskRow, project: Pick<ProjectConfig, 'name'>): ReportTask {
+  const again = `\`gsync-ctl retry --project ${project.name} --task ${task.task_id}\``;
+  return describe(task, 'cancelled', {
+    reason: task.error ?? undefined,
+    wip_branch: task.wip_branch ?? undefined,
+    next_step: task.wip_branch
+      ? `nothing was merged; its work so far is on ${task.wip_branch}; to send the spec again: ${again}`
+      : `to send the spec again: ${again}`,
+  });
+}
+
 /** What to tell the user about a task that needs them, from its stored row: why, and the next step. */
 export function attention(task: TaskRow, project: Pick<ProjectConfig, 'name' | 'main_branch'>): ReportTask {
   const paths = task.conflict_paths ? (JSON.parse(task.conflict_paths) as string[]) : undefined;
