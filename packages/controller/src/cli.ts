@@ -51,6 +51,9 @@ const FLAGS = [
   ...'project spec task node wait interval any-order agent all older-than dry-run force reason'.split(' '),
   ...ENTRY_FLAGS,
   'follow',
+  'offline',
+  'watch',
+  'no-merge',
   'lines',
 ];
 
@@ -256,7 +259,12 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           .option('project', { type: 'string', demandOption: true })
           .option('wait', { type: 'boolean', default: false, describe: 'keep polling until no task is running' })
           .option('interval', { type: 'number', default: 5, describe: 'seconds between polls with --wait' })
-          .option('any-order', { type: 'boolean', default: false, describe: 'merge each task once collected, not strictly in dispatch order' }),
+          .option('any-order', { type: 'boolean', default: false, describe: 'merge each task once collected, not strictly in dispatch order' })
+          .option('merge', {
+            type: 'boolean',
+            default: true,
+            describe: 'merge what is collected; --no-merge collects and checks finished tasks, keeps them on their branches and merges nothing',
+          }),
       async (a) => {
         const { pullBundles } = await import('./commands/pull.js');
         // What runs where, and each agent's last line, while it waits; nothing of it under --quiet or --json.
@@ -268,6 +276,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           interval: a.interval,
           timeout: a.timeout,
           anyOrder: a.anyOrder,
+          noMerge: !a.merge,
           ...(view ? { onWaiting: (tasks: Parameters<WaitingView['update']>[0]) => view.update(tasks) } : {}),
         }).finally(() => {
           view?.close();
@@ -279,11 +288,16 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     )
     .command(
       'conflicts',
-      'foresee conflicts among finished tasks, with main and with each other, before merging',
-      (y) => y.option('project', { type: 'string', demandOption: true }),
+      'foresee conflicts among finished tasks, with main and with each other, before merging (finished work is collected from the nodes first, never merged)',
+      (y) =>
+        y
+          .option('project', { type: 'string', demandOption: true, describe: 'project name from projects.json' })
+          .option('offline', { type: 'boolean', default: false, describe: 'only tasks collected already: ask no node' })
+          .example('$0 conflicts --project web', 'collect what has finished, then say which tasks would conflict')
+          .epilogue('exit codes: 0 no conflict foreseen, 3 a conflict is foreseen'),
       async (a) => {
         const { conflicts } = await import('./commands/conflicts.js');
-        const r = await conflicts(context(a as unknown as Global), { project: a.project });
+        const r = await conflicts(context(a as unknown as Global), { project: a.project, offline: a.offline });
         print(a.json ? JSON.stringify(r, null, 2) : renderForecast(c, r));
         if (r.with_main.length + r.pairs.length > 0) exitCode = EXIT.attention;
       },

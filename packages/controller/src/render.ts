@@ -108,7 +108,7 @@ export function renderRunSummary(c: ChalkInstance, r: RunReport): string {
         return `${c.red(t.outcome.padEnd(10))} ${head} ${inert(t.reason ?? '', 2000)}`;
     }
   });
-  if (lines.length === 0) lines.push(c.dim('nothing new to collect or merge'));
+  if (lines.length === 0 && !r.unmerged?.length) lines.push(c.dim('nothing new to collect or merge'));
   if (r.forecast) {
     for (const m of r.forecast.with_main) lines.unshift(c.yellow(`forecast: ${m.task_id} conflicts with main in ${paths(m.paths)}`));
     for (const p of r.forecast.pairs) lines.unshift(c.yellow(`forecast: ${p.a} and ${p.b} conflict in ${paths(p.paths)}`));
@@ -125,6 +125,8 @@ export function renderRunSummary(c: ChalkInstance, r: RunReport): string {
     );
   }
   for (const o of r.outstanding) lines.push(`${c.red(`${o.outcome} (earlier)`.padEnd(10))} ${o.task_id} ${c.dim(`(${o.node})`)} ${o.branch}`);
+  for (const u of r.unmerged ?? [])
+    lines.push(`${c.cyan('collected ')} ${u.task_id} ${c.dim(`(${u.node})`)} ${u.branch}, not merged (--no-merge): a pull merges it`);
   lines.push(c.dim(`${r.main_ref}: ${r.main_before.slice(0, 12)} → ${r.main_after.slice(0, 12)}; report: ${r.report_path}`));
   return lines.join('\n');
 }
@@ -142,6 +144,10 @@ export function renderForecast(c: ChalkInstance, r: ConflictsResult): string {
       `${r.tasks.length} collected task(s) against ${r.main_branch} ${r.main.slice(0, 12)}; ${r.pairs_checked} of ${r.pairs_total} pairs overlapped and were test-merged`,
     ),
   );
+  if (r.collected_now.length > 0)
+    lines.push(c.dim(`collected from their nodes just now (checked, on their branches, not merged): ${r.collected_now.join(', ')}`));
+  if (r.running.length > 0) lines.push(c.dim(`still running, not in the forecast: ${r.running.map((t) => `${t.task_id} (${t.node})`).join(', ')}`));
+  for (const u of r.unreachable) lines.push(`${c.red('unreachable')} ${u.node}: ${inert(u.error, 2000)} (its finished tasks are not in the forecast)`);
   return lines.join('\n');
 }
 

@@ -123,4 +123,10 @@ export interface ConflictsResult extends Forecast {
   tasks: string[];
   /** Tasks already known to conflict (from an earlier pull), with their paths. */
   conflicted: { task_id: string; paths: string[]; resolved_by: string | null }[];
+  /** Finished tasks this very call collected from their nodes (not with --offline). */
+  collected_now: string[];
+  /** Tasks still running on their nodes: not in the forecast until they finish. */
+  running: { task_id: string; node: string }[];
+  /** Nodes that could not be asked: their finished tasks are not in the forecast. */
+  unreachable: { node: string; error: string }[];
 }

@@ -33,6 +33,8 @@ export interface PullOptions {
   timeout?: number;
   /** Merge each task as soon as it is collected, instead of strictly in dispatch order. */
   anyOrder?: boolean;
+  /** Collect (fetch, check, keep on its branch) without merging anything: the forecast then sees every finished task. */
+  noMerge?: boolean;
   sleep?: (ms: number) => Promise<void>;
   /** With --wait: told which tasks it waits for, where, since when, and their agents' last log lines, as that changes. */
   onWaiting?: (tasks: readonly WaitingTask[]) => void;
@@ -88,6 +90,7 @@ export async function runPull(session: Session, project: ProjectConfig, options:
       .map((t) => attention(t, project)),
     unreachable: run.unreachable,
     ...(run.forecast ? { forecast: run.forecast } : {}),
+    ...(options.noMerge ? { unmerged: store.listTasks(project.name, ['collected']).map((t) => ({ task_id: t.task_id, node: t.node, branch: t.branch })) } : {}),
     timings: run.timings,
     exit_code: 0,
   };
@@ -101,6 +104,21 @@ export async function runPull(session: Session, project: ProjectConfig, options:
     data: { exit_code: report.exit_code },
   });
   return report;
+}
+
+/**
+ * One round of collecting without merging, and no report (for `conflicts`): finished
+ * results are fetched, checked and kept on their task branches, as a pull would.
+ */
+export async function collectFinished(session: Session, project: ProjectConfig): Promise<Pick<RunState, 'tasks' | 'unreachable'>> {
+  const run: RunState = { tasks: [], unreachable: [], timings: { collect_seconds: 0, forecast_seconds: 0, merge_seconds: 0 } };
+  const links = new NodeLinks(session.connect);
+  try {
+    await pullRounds(session, project, { project: project.name, noMerge: true }, `refs/heads/${project.main_branch}`, run, links);
+  } finally {
+    await links.closeAll();
+  }
+  return run;
 }
 
 /**
@@ -124,7 +142,7 @@ async function pullRounds(session: Session, project: ProjectConfig, options: Pul
       await sweepProject(gitDir, scratch);
       if (round === 0) await recoverDispatching(session, project);
       try {
-        await pullRound(session, project, mainRef, run, options.anyOrder ?? false, links);
+        await pullRound(session, project, mainRef, run, options, links);
       } finally {
         await sweepProject(gitDir, scratch);
       }
@@ -140,14 +158,14 @@ async function pullRounds(session: Session, project: ProjectConfig, options: Pul
   }
 }
 
-async function pullRound(session: Session, project: ProjectConfig, mainRef: string, run: RunState, anyOrder: boolean, links: NodeLinks): Promise<void> {
+async function pullRound(session: Session, project: ProjectConfig, mainRef: string, run: RunState, options: PullOptions, links: NodeLinks): Promise<void> {
   const t0 = performance.now();
   await collectAll(session, project, run.tasks, run.unreachable, links);
   const t1 = performance.now();
   const f = await forecastCollected(session, project, mainRef);
   if (f) run.forecast = run.forecast ? mergeForecasts(run.forecast, f) : f;
   const t2 = performance.now();
-  await mergeQueue(session, project, mainRef, run.tasks, anyOrder);
+  if (!options.noMerge) await mergeQueue(session, project, mainRef, run.tasks, options.anyOrder ?? false);
   const t3 = performance.now();
   run.timings.collect_seconds += (t1 - t0) / 1000;
   run.timings.forecast_seconds += (t2 - t1) / 1000;

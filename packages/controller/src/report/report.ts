@@ -50,6 +50,8 @@ export interface RunReport {
   unreachable: { node: string; error: string }[];
   /** Conflicts foreseen among the collected tasks before anything merged. */
   forecast?: Forecast;
+  /** With --no-merge: the collected tasks left on their branches for a later pull to merge. */
+  unmerged?: { task_id: string; node: string; branch: string }[];
   /** Time spent asking nodes and fetching results, forecasting, and merging (with the test gate), over all rounds. */
   timings?: { collect_seconds: number; forecast_seconds: number; merge_seconds: number };
   report_path?: string;
