@@ -148,7 +148,7 @@ describe('--timeout bounds a whole command', () => {
     const pulled = await runCtl(w.ctx.configDir, ['--json', 'pull', '--project', 'proj']);
     expect(pulled.code).toBe(0);
     expect(pulled.err).toContain('S01: an interrupted dispatch never reached l1; its id is free again');
-    expect(JSON.parse((await runCtl(w.ctx.configDir, ['--json', 'status', '--project', 'proj'])).out)).toEqual([]);
+    expect(JSON.parse((await runCtl(w.ctx.configDir, ['--json', 'status', '--project', 'proj'])).out)).toEqual({ schema_version: 1, tasks: [] });
   });
 
   it('pull --wait: a test gate still running at --timeout judges nothing; the task is tested again next time', async () => {

@@ -38,7 +38,7 @@ function world(agent: string[], nodeExtra: object = {}) {
     return { code: r.code, report: JSON.parse(r.out) as RunReport, err: r.err };
   };
   const state = async (id: string) =>
-    (JSON.parse((await ctl(['status', '--project', 'proj', '--json'])).out) as StatusRow[]).find((t) => t.task_id === id)?.state;
+    (JSON.parse((await ctl(['status', '--project', 'proj', '--json'])).out) as { tasks: StatusRow[] }).tasks.find((t) => t.task_id === id)?.state;
   const events = (id: string) => {
     const store = new Store(join(configDir, 'gsync.db'));
     try {

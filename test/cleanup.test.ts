@@ -96,7 +96,10 @@ describe('gsync-ctl cleanup', () => {
     for (const bad of [['--project', 'proj', '--older-than', '5x'], ['--project', 'proj', '--older-than', '30'], [], ['--project', 'proj', '--all']]) {
       const r = await w.cleanup(...bad);
       expect(r.code, bad.join(' ')).toBe(2);
-      expect(r.err.trim().split('\n')[0]).toMatch(/^gsync-ctl: (--older-than "|name a project|give --project or --all)/);
+      // Under --json the error is one JSON line, with the exit code in it.
+      const error = (JSON.parse(r.err) as { error: { message: string; exit_code: number } }).error;
+      expect(error.message).toMatch(/^(--older-than "|name a project|give --project or --all)/);
+      expect(error.exit_code).toBe(2);
     }
     const all = await w.cleanup('--all', '--older-than', '0');
     expect(names(all.result, 'branch')).toEqual(['task/proj-S01-l1']);

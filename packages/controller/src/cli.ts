@@ -57,6 +57,15 @@ const FLAGS = [
   'lines',
 ];
 
+/**
+ * The version of every `--json` shape (results on stdout, errors on stderr): raised when a
+ * field changes meaning or goes away, not when one is added.
+ */
+export const SCHEMA_VERSION = 1;
+
+/** A command's result as `--json` prints it: the object with its schema_version first. */
+const asJson = (value: object) => JSON.stringify({ schema_version: SCHEMA_VERSION, ...value }, null, 2);
+
 function editDistance(a: string, b: string): number {
   let row = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
@@ -225,7 +234,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
             describe: 'the task, as a text/markdown file; repeat it, or name a folder (its .md and .txt files), to send several at once',
           })
           .option('task', { type: 'string', describe: 'task id, with a single spec (default: the next free S01, S02, ...)' })
-          .option('node', { type: 'string', describe: 'node name (default: the least busy node, for each spec)' }),
+          .option('node', { type: 'string', describe: 'node name (default: the least busy node, for each spec)' })
+          .example('$0 dispatch --project web --spec tasks/login.md', 'one task to the least busy node')
+          .example('$0 dispatch --project web --spec tasks/', 'every .md and .txt in tasks/, spread over the nodes')
+          .example('$0 dispatch --project web --spec fix.md --node gpu1 --task FIX1', 'a chosen node and task id')
+          .epilogue('exit codes: 0 sent, 2 bad input, 5 a node could not be reached (see the README for all)'),
       async (a) => {
         const specs = a.spec.map(String);
         const folder = await stat(specs[0] ?? '').then(
@@ -236,13 +249,13 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           const { dispatch } = await import('./commands/dispatch.js');
           const r = await dispatch(context(a as unknown as Global), { project: a.project, spec: specs[0]!, task: a.task, node: a.node });
           if (!a.json) for (const w of r.warnings) say(`${ce.yellow('warning:')} ${w}`);
-          print(a.json ? JSON.stringify(r, null, 2) : `dispatched ${c.bold(r.task_id)} to ${c.bold(r.node)} on branch ${c.cyan(r.branch)}`);
+          print(a.json ? asJson(r) : `dispatched ${c.bold(r.task_id)} to ${c.bold(r.node)} on branch ${c.cyan(r.branch)}`);
           return;
         }
         if (a.task !== undefined) throw new UsageError('--task names one task: give it with a single --spec file');
         const { dispatchAll } = await import('./commands/dispatch.js');
         const r = await dispatchAll(context(a as unknown as Global), { project: a.project, spec: specs, node: a.node });
-        if (a.json) print(JSON.stringify({ dispatched: r.dispatched, failed: r.failed.map(({ spec, error }) => ({ spec, error })) }, null, 2));
+        if (a.json) print(asJson({ dispatched: r.dispatched, failed: r.failed.map(({ spec, error }) => ({ spec, error })) }));
         for (const d of r.dispatched) {
           if (!a.json) for (const w of d.warnings) say(`${ce.yellow('warning:')} ${w}`);
           if (!a.json) print(`dispatched ${c.bold(d.task_id)} to ${c.bold(d.node)} on branch ${c.cyan(d.branch)}`);
@@ -256,7 +269,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       'collect finished tasks, verify them and merge them into the main branch',
       (y) =>
         y
-          .option('project', { type: 'string', demandOption: true })
+          .option('project', { type: 'string', demandOption: true, describe: 'project name from projects.json' })
           .option('wait', { type: 'boolean', default: false, describe: 'keep polling until no task is running' })
           .option('interval', { type: 'number', default: 5, describe: 'seconds between polls with --wait' })
           .option('any-order', { type: 'boolean', default: false, describe: 'merge each task once collected, not strictly in dispatch order' })
@@ -264,7 +277,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
             type: 'boolean',
             default: true,
             describe: 'merge what is collected; --no-merge collects and checks finished tasks, keeps them on their branches and merges nothing',
-          }),
+          })
+          .example('$0 pull --project web', 'collect and merge what has finished, once')
+          .example('$0 pull --project web --wait --timeout 3600', 'wait for every running task (at most an hour), merging as they finish')
+          .example('$0 pull --project web --no-merge', 'bring finished work home and check it, merge nothing yet')
+          .epilogue('exit codes: 0 all merged, 3 a task needs you (conflict, failure, rejection), 4 tasks still running, 5 a node could not be reached'),
       async (a) => {
         const { pullBundles } = await import('./commands/pull.js');
         // What runs where, and each agent's last line, while it waits; nothing of it under --quiet or --json.
@@ -282,7 +299,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           view?.close();
           waitingView = undefined;
         });
-        print(a.json ? JSON.stringify(r, null, 2) : renderRunSummary(c, r));
+        print(a.json ? asJson(r) : renderRunSummary(c, r));
         exitCode = r.exit_code;
       },
     )
@@ -298,7 +315,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       async (a) => {
         const { conflicts } = await import('./commands/conflicts.js');
         const r = await conflicts(context(a as unknown as Global), { project: a.project, offline: a.offline });
-        print(a.json ? JSON.stringify(r, null, 2) : renderForecast(c, r));
+        print(a.json ? asJson(r) : renderForecast(c, r));
         if (r.with_main.length + r.pairs.length > 0) exitCode = EXIT.attention;
       },
     )
@@ -307,14 +324,16 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       'dispatch an agent to resolve a conflicted task on top of the current main branch',
       (y) =>
         y
-          .option('project', { type: 'string', demandOption: true })
+          .option('project', { type: 'string', demandOption: true, describe: 'project name from projects.json' })
           .option('task', { type: 'string', demandOption: true, describe: 'the conflicted task' })
           .option('node', { type: 'string', describe: 'node name (default: the least busy node)' })
-          .option('agent', { type: 'string', describe: 'agent profile (default: the conflict_handler, else the project agent)' }),
+          .option('agent', { type: 'string', describe: 'agent profile (default: the conflict_handler, else the project agent)' })
+          .example('$0 resolve --project web --task S03', 'an agent merges S03 into main as it is now and resolves the conflict')
+          .example('$0 resolve --project web --task S03 --agent codex --node gpu1', 'with another agent profile, on a chosen node'),
       async (a) => {
         const { resolve } = await import('./commands/resolve.js');
         const r = await resolve(context(a as unknown as Global), { project: a.project, task: a.task, node: a.node, agent: a.agent });
-        print(a.json ? JSON.stringify(r, null, 2) : `dispatched ${c.bold(r.task_id)} to ${c.bold(r.node)} to resolve ${r.resolves} (spec: ${r.spec_path})`);
+        print(a.json ? asJson(r) : `dispatched ${c.bold(r.task_id)} to ${c.bold(r.node)} to resolve ${r.resolves} (spec: ${r.spec_path})`);
       },
     )
     .command(
@@ -322,15 +341,14 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       'send a stale, failed, timed-out, rejected, withheld, cancelled or dismissed task again, by default to another node',
       (y) =>
         y
-          .option('project', { type: 'string', demandOption: true })
+          .option('project', { type: 'string', demandOption: true, describe: 'project name from projects.json' })
           .option('task', { type: 'string', demandOption: true, describe: 'the task to send again' })
-          .option('node', { type: 'string', describe: 'node name (default: the least busy other node)' }),
+          .option('node', { type: 'string', describe: 'node name (default: the least busy other node)' })
+          .example('$0 retry --project web --task S02', "S02's spec again, as a new task on another node"),
       async (a) => {
         const { retry } = await import('./commands/retry.js');
         const r = await retry(context(a as unknown as Global), { project: a.project, task: a.task, node: a.node });
-        print(
-          a.json ? JSON.stringify(r, null, 2) : `dispatched ${c.bold(r.task_id)} to ${c.bold(r.node)} on branch ${c.cyan(r.branch)} (retry of ${r.retry_of})`,
-        );
+        print(a.json ? asJson(r) : `dispatched ${c.bold(r.task_id)} to ${c.bold(r.node)} on branch ${c.cyan(r.branch)} (retry of ${r.retry_of})`);
       },
     )
     .command(
@@ -350,7 +368,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         const { cancel } = await import('./commands/cancel.js');
         const r = await cancel(context(a as unknown as Global), { project: a.project, task: a.task, reason: a.reason });
         if (a.json) {
-          print(JSON.stringify(r, null, 2));
+          print(asJson(r));
           return;
         }
         const did = r.node_answer?.did;
@@ -381,7 +399,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         const { dismiss } = await import('./commands/dismiss.js');
         const r = await dismiss(context(a as unknown as Global), { project: a.project, task: a.task, reason: a.reason });
         if (a.json) {
-          print(JSON.stringify(r, null, 2));
+          print(asJson(r));
           return;
         }
         const kept = r.branches.length > 0 ? `; kept ${r.branches.map((b) => c.cyan(b)).join(', ')}` : '';
@@ -406,14 +424,14 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         const ask = () => status(ctx, { project: a.project, all: a.all, offline: a.offline });
         if (a.watch === undefined) {
           const rows = await ask();
-          print(a.json ? JSON.stringify(rows, null, 2) : renderStatus(c, rows));
+          print(a.json ? asJson({ tasks: rows }) : renderStatus(c, rows));
           return;
         }
         const every = a.watch > 0 ? a.watch : 2;
         // Runs until Ctrl-C: nothing here writes, so stopping at any point leaves nothing half done.
         for (;;) {
           const rows = await ask();
-          if (a.json) print(JSON.stringify(rows));
+          if (a.json) print(JSON.stringify({ schema_version: SCHEMA_VERSION, tasks: rows }));
           else {
             const head = `${ctx.now().toISOString().replace('T', ' ').slice(0, 19)}  every ${every} s, Ctrl-C stops`;
             io.stdout.write(`${io.stdoutIsTTY ? '\x1b[H\x1b[2J' : '\n'}${c.dim(head)}\n${renderStatus(c, rows)}\n`);
@@ -481,11 +499,13 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           .option('project', { type: 'string', describe: 'project name from projects.json' })
           .option('all', { type: 'boolean', default: false, describe: 'every project' })
           .option('older-than', { type: 'string', describe: 'only what finished longer ago than this: 30d, 12h, 90m, 45s (default: 0, everything finished)' })
-          .option('dry-run', { type: 'boolean', default: false, describe: 'list what would go and how many bytes it frees; remove nothing' }),
+          .option('dry-run', { type: 'boolean', default: false, describe: 'list what would go and how many bytes it frees; remove nothing' })
+          .example('$0 cleanup --project web --older-than 30d --dry-run', 'what would go, and how much it frees')
+          .example('$0 cleanup --all --older-than 30d', 'clean every project'),
       async (a) => {
         const { cleanup } = await import('./commands/cleanup.js');
         const r = await cleanup(context(a as unknown as Global), { project: a.project, all: a.all, olderThan: a.olderThan, dryRun: a.dryRun });
-        print(a.json ? JSON.stringify(r, null, 2) : renderCleanup(c, r));
+        print(a.json ? asJson(r) : renderCleanup(c, r));
         if (r.unreachable.length > 0) exitCode = EXIT.ssh;
       },
     )
@@ -497,7 +517,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         const { init } = await import('./commands/init.js');
         const r = await init(context(a as unknown as Global));
         if (a.json) {
-          print(JSON.stringify(r, null, 2));
+          print(asJson(r));
           return;
         }
         for (const path of r.created) print(`created ${path}`);
@@ -546,7 +566,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
               force: a.force,
               cwd: io.cwd ?? process.cwd(),
             });
-            print(a.json ? JSON.stringify(r, null, 2) : `${r.action} node ${c.bold(r.node)} ${r.action === 'added' ? 'to' : 'in'} ${r.file}`);
+            print(a.json ? asJson(r) : `${r.action} node ${c.bold(r.node)} ${r.action === 'added' ? 'to' : 'in'} ${r.file}`);
           },
         )
         .demandCommand(1, 'name what to do: gsync-ctl node add NAME --host HOST'),
@@ -583,7 +603,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
               force: a.force,
               cwd: io.cwd ?? process.cwd(),
             });
-            print(a.json ? JSON.stringify(r, null, 2) : `${r.action} project ${c.bold(r.project)} ${r.action === 'added' ? 'to' : 'in'} ${r.file}`);
+            print(a.json ? asJson(r) : `${r.action} project ${c.bold(r.project)} ${r.action === 'added' ? 'to' : 'in'} ${r.file}`);
           },
         )
         .demandCommand(1, 'name what to do: gsync-ctl project add NAME --repo PATH'),
@@ -592,6 +612,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       1,
       'name a command: init, node add, project add, dispatch, pull-bundles, conflicts, resolve, retry, cancel, dismiss, status, logs or cleanup',
     )
+    .completion('completion', 'print a bash (or zsh) completion script: gsync-ctl completion >> ~/.bashrc')
     .strict()
     .recommendCommands()
     .help()
@@ -614,6 +635,13 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     void helpShown;
     return exitCode;
   } catch (error) {
+    const code = exitCodeOf(error);
+    // Under --json an error is JSON too (one line on stderr), with every control character escaped.
+    if (argv.includes('--json')) {
+      const hint = error instanceof GsyncError ? error.hint : undefined;
+      say(inertJson({ schema_version: SCHEMA_VERSION, error: { message: errorMessage(error).slice(0, 2000), ...(hint ? { hint } : {}), exit_code: code } }));
+      return code;
+    }
     say(`${ce.red('gsync-ctl:')} ${inert(errorMessage(error), 2000)}`);
     if (error instanceof GsyncError && error.hint) say(`  ${ce.dim(error.hint)}`);
     if (verbose && error instanceof Error) say(ce.dim(String(error.stack ?? '')));

@@ -70,7 +70,7 @@ describe('gsync-ctl init', () => {
     chmodSync(dir, 0o755);
     const first = await ctl(dir, ['init', '--json']);
     expect(first.code, first.err).toBe(0);
-    expect(JSON.parse(first.out)).toEqual({ dir, created: [join(dir, 'projects.json')], kept: [join(dir, 'nodes.json')] });
+    expect(JSON.parse(first.out)).toEqual({ schema_version: 1, dir, created: [join(dir, 'projects.json')], kept: [join(dir, 'nodes.json')] });
     expect(read(dir, 'nodes.json')).toBe(mine);
     expect(mode(dir)).toBe(0o755);
     const projects = read(dir, 'projects.json');
@@ -152,6 +152,7 @@ describe('gsync-ctl node add', () => {
     const forced = await ctl(dir, ['node', 'add', 'a', '--host', 'new.lan', '--max-parallel', '8', '--force', '--json']);
     expect(forced.code, forced.err).toBe(0);
     expect(JSON.parse(forced.out)).toEqual({
+      schema_version: 1,
       file: join(dir, 'nodes.json'),
       node: 'a',
       action: 'replaced',
