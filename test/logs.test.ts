@@ -74,7 +74,10 @@ describe('gsync-ctl logs', () => {
         .trim()
         .split('\n')
         .map((l) => JSON.parse(l)),
-    ).toEqual([{ log: 'three\n' }, { end: expect.objectContaining({ task_id: 'S01', node: 'l1', state: 'empty', final: true, on_node: true }) }]);
+    ).toEqual([
+      { schema_version: 1, log: 'three\n' },
+      { schema_version: 1, end: expect.objectContaining({ task_id: 'S01', node: 'l1', state: 'empty', final: true, on_node: true }) },
+    ]);
   });
 
   it('--follow shows lines as the agent writes them, and ends when the task ends', async () => {
@@ -105,6 +108,7 @@ describe('gsync-ctl logs', () => {
     const json = await runCtl(w.configDir, ['--json', 'logs', '--project', 'proj', '--task', 'S01', '--lines', '2']);
     expect(json.out).not.toMatch(/[\u007f-\u009f\u202e]/);
     expect(JSON.parse(json.out.split('\n')[0]!)).toEqual({
+      schema_version: 1,
       log: 'over\rwrite \x1b]0;pwned title\x07\x1b[2J\x1b[31mred\x1b[0m \u009b31m c1 \0nul\x07 \u202eevil\nthe end\n',
     });
   });

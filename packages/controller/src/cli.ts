@@ -471,7 +471,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           follow: a.follow,
           lines: a.lines,
           onLog: (piece) => {
-            if (a.json) return write(`${inertJson(piece.kind === 'text' ? { log: piece.text } : { skipped: piece.bytes })}\n`);
+            if (a.json) return write(`${inertJson({ schema_version: SCHEMA_VERSION, ...(piece.kind === 'text' ? { log: piece.text } : { skipped: piece.bytes }) })}\n`);
             if (piece.kind === 'text') return write(inertLog(piece.text));
             say(ce.dim(`… ${humanBytes(piece.bytes)} of the log left out here: a read brings at most its last MiB`));
           },
@@ -479,7 +479,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         if (!r.on_node && r.task_state !== 'dispatching') {
           throw new UsageError(`task ${r.task_id} is not on ${r.node}: its task dir is gone (removed by cleanup, or by hand)`);
         }
-        if (a.json) print(inertJson({ end: r }));
+        if (a.json) print(inertJson({ schema_version: SCHEMA_VERSION, end: r }));
         if (!r.on_node) {
           say(`task ${r.task_id} is not on ${r.node} yet: it is still being sent`);
           exitCode = EXIT.pending;
