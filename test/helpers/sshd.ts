@@ -1,12 +1,13 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { AGENTS, tempDir } from './git-repo.js';
 
 /**
  * Real OpenSSH nodes on 127.0.0.1 for end-to-end tests: one sshd per node,
- * each with its own port, host key and Unix user. The controller side gets a
+ * each with its own port, host key and Unix user (a node `behind` another takes
+ * connections from that node's user only). The controller side gets a
  * client key, a known_hosts file and an ssh_config with one alias per node.
  * Needs root (to create users and run sshd); `pnpm test` installs
  * openssh-server first when it is missing.
@@ -89,6 +90,41 @@ export interface NodeSpec {
   name: string;
   /** Give the node a PATH without git (node and the shell tools only). */
   withoutGit?: boolean;
+  /**
+   * A host behind a bastion: only connections made by this (earlier) node's user get
+   * through, so the node is reached through that node or not at all. Its ssh config
+   * entry says `ProxyJump <that node's alias>`.
+   */
+  behind?: string;
+}
+
+/** The uid that owns the other end of a loopback connection, as the kernel lists it in /proc/net/tcp. */
+function peerUid(socket: Socket): number | undefined {
+  const hex = (port: number) => `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const [mine, theirs] = [hex(socket.localPort!), hex(socket.remotePort!)];
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f[1] === theirs && f[2] === mine) return Number(f[7]);
+  }
+  return undefined;
+}
+
+/**
+ * A node behind a bastion: sshd runs per connection (`sshd -i`, as from inetd) for a
+ * connection the bastion's user opened, and any other connection is closed unanswered.
+ */
+async function gate(port: number, uid: number, config: string, sessions: ChildProcess[]): Promise<Server> {
+  const server = createServer({ pauseOnConnect: true }, (socket) => {
+    if (peerUid(socket) !== uid) return void socket.destroy();
+    sessions.push(spawn(SSHD, ['-i', '-e', '-f', config], { stdio: [socket, socket, 'ignore'] }));
+    // sshd has its own copy of the connection now.
+    socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  return server;
 }
 
 export async function startSshNodes(specs: readonly NodeSpec[], userPrefix: string): Promise<SshWorld> {
@@ -106,6 +142,8 @@ export async function startSshNodes(specs: readonly NodeSpec[], userPrefix: stri
   const sshConfig = join(dir, 'ssh_config');
   const nodes: SshNode[] = [];
   const children: ChildProcess[] = [];
+  const sessions: ChildProcess[] = [];
+  const gates: Server[] = [];
   const knownLines: string[] = [];
   const configBlocks: string[] = [];
 
@@ -154,11 +192,16 @@ export async function startSshNodes(specs: readonly NodeSpec[], userPrefix: stri
         '',
       ].join('\n'),
     );
-    let log = '';
-    const child = spawn(SSHD, ['-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] });
-    child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
-    children.push(child);
-    await waitForPort(port, child, () => log);
+    const bastion = spec.behind === undefined ? undefined : nodes.find((n) => n.name === spec.behind);
+    if (spec.behind !== undefined && !bastion) throw new Error(`node ${spec.name} is behind ${spec.behind}, which must come before it`);
+    if (bastion) gates.push(await gate(port, bastion.uid, config, sessions));
+    else {
+      let log = '';
+      const child = spawn(SSHD, ['-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+      child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
+      children.push(child);
+      await waitForPort(port, child, () => log);
+    }
     const hostKeyPub = readFileSync(`${hostKey}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ');
     knownLines.push(`[127.0.0.1]:${port} ${hostKeyPub}`);
     const alias = `${spec.name}-alias`;
@@ -171,6 +214,7 @@ export async function startSshNodes(specs: readonly NodeSpec[], userPrefix: stri
         `  IdentityFile ${clientKey}`,
         `  UserKnownHostsFile ${knownHosts}`,
         '  IdentitiesOnly yes',
+        ...(bastion ? [`  ProxyJump ${bastion.alias}`] : []),
         '',
       ].join('\n'),
     );
@@ -192,8 +236,10 @@ export async function startSshNodes(specs: readonly NodeSpec[], userPrefix: stri
       return n;
     },
     async stop() {
-      for (const child of children) child.kill('SIGTERM');
-      await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((r) => c.once('exit', r)))));
+      for (const server of gates) server.close();
+      for (const child of [...children, ...sessions]) child.kill('SIGTERM');
+      const running = [...children, ...sessions].filter((c) => c.exitCode === null && c.signalCode === null);
+      await Promise.all(running.map((c) => new Promise((r) => c.once('exit', r))));
       for (const n of nodes) killUser(n.user);
     },
   };

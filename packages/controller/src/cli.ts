@@ -7,6 +7,7 @@ import { BusyError, ConfigError, GsyncError, ProtocolError, SshError, UsageError
 import { inert, inertJson, inertLog } from '@gsync/core/inert';
 import { humanBytes } from '@gsync/core/units';
 import type { Context } from './context.js';
+import { type PromptInput, passphrasePrompt } from './ssh/passphrase.js';
 import { colourLevel } from './colour.js';
 import { WaitingView } from './live-view.js';
 import { EXIT } from './exit-codes.js';
@@ -28,6 +29,8 @@ export interface CliIo {
   stderrIsTTY?: boolean;
   /** How often `pull --wait` writes its line per task when stderr is no terminal (default 30 s). */
   waitingEveryMs?: number;
+  /** stdin, when it is a terminal: an encrypted key's passphrase is asked on it. */
+  terminal?: PromptInput;
 }
 
 export function exitCodeOf(error: unknown): number {
@@ -181,6 +184,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       pid: io.pid,
       nodeToolPath: io.nodeToolPath,
       acceptNew: g.acceptNew,
+      askPassphrase: io.terminal ? passphrasePrompt(io.terminal, io.stderr) : undefined,
       deadline: g.timeout === undefined ? undefined : Date.now() + g.timeout * 1000,
       onEvent: (e) => {
         // A failed dispatch is said once, by the command's own error line (it is still in the event log).

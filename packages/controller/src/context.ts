@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { loadConfig, type Config } from './config.js';
 import type { ConnectContext } from './ssh/connect.js';
+import type { AskPassphrase } from './ssh/identity.js';
 import { Store } from './store/store.js';
 
 /** A step worth telling the user about; the CLI renders it, the store keeps it. */
@@ -23,6 +24,8 @@ export interface Context {
   pid: number;
   nodeToolPath: string;
   acceptNew: boolean;
+  /** Asks for an encrypted key's passphrase on the terminal; absent when stdin is not one. */
+  askPassphrase?: AskPassphrase;
   /** When the whole command must be over (ms since the epoch, `--timeout`): node commands still running then are ended. */
   deadline?: number;
   onEvent: (event: ProgressEvent) => void;
@@ -50,7 +53,7 @@ export async function openSession(ctx: Context): Promise<Session> {
     ctx,
     config,
     store,
-    connect: { config, home: ctx.home, env: ctx.env, acceptNew: ctx.acceptNew, deadline: ctx.deadline },
+    connect: { config, home: ctx.home, env: ctx.env, acceptNew: ctx.acceptNew, askPassphrase: ctx.askPassphrase, deadline: ctx.deadline },
     log(event) {
       store.addEvent({ project: event.project, task_id: event.task_id, node: event.node, kind: event.kind, message: event.message, data: event.data });
       ctx.onEvent(event);

@@ -1,3 +1,4 @@
+import { isatty } from 'node:tty';
 import { fileURLToPath } from 'node:url';
 import { main } from './cli.js';
 
@@ -7,6 +8,7 @@ process.exitCode = await main(process.argv.slice(2), {
   stderr: process.stderr,
   stdoutIsTTY: process.stdout.isTTY,
   stderrIsTTY: process.stderr.isTTY,
+  terminal: isatty(0) ? process.stdin : undefined,
   pid: process.pid,
   cwd: process.cwd(),
   nodeToolPath: fileURLToPath(new URL('../../node/dist/gsync-node.mjs', import.meta.url)),

@@ -1,7 +1,8 @@
 import { SshError } from '@gsync/core';
 import type { Config, NodeConfig } from '../config.js';
 import { openLocalTransport } from './local-transport.js';
-import { resolveSshTarget } from './resolve.js';
+import type { AskPassphrase } from './identity.js';
+import { type SshTarget, resolveSshTarget } from './resolve.js';
 import { openSshTransport } from './ssh-transport.js';
 import type { NodeLinks } from './links.js';
 import type { NodeTransport } from './transport.js';
@@ -11,6 +12,8 @@ export interface ConnectContext {
   home: string;
   env: NodeJS.ProcessEnv;
   acceptNew: boolean;
+  /** Asks for an encrypted key's passphrase; absent when there is no terminal to ask on. */
+  askPassphrase?: AskPassphrase;
   /** gsync-ctl's --timeout (ms since the epoch): no node is contacted after it, every command is ended at it. */
   deadline?: number;
 }
@@ -24,9 +27,14 @@ export async function connectNode(ctx: ConnectContext, node: NodeConfig): Promis
   if (pastDeadline(ctx)) throw new SshError(node.name, 'remote', "not contacted: gsync-ctl's --timeout has passed");
   if (node.transport === 'local') return answering(await openLocalTransport(node.name, node.home!, ctx.env), node, ctx.deadline);
   const target = await resolveSshTarget({ node, sshConfig: ctx.config.sshConfig, home: ctx.home, env: ctx.env });
-  // Connecting, too, gives up at the command's --timeout.
-  if (ctx.deadline !== undefined) target.connectTimeoutSeconds = Math.max(0.001, Math.min(target.connectTimeoutSeconds, (ctx.deadline - Date.now()) / 1000));
-  return answering(await openSshTransport({ node: node.name, target, acceptNew: ctx.acceptNew }), node, ctx.deadline);
+  // Connecting, too, gives up at the command's --timeout, at every jump host on the way.
+  if (ctx.deadline !== undefined) {
+    for (let t: SshTarget | undefined = target; t; t = t.proxy?.kind === 'jump' ? t.proxy.hop : undefined) {
+      t.connectTimeoutSeconds = Math.max(0.001, Math.min(t.connectTimeoutSeconds, (ctx.deadline - Date.now()) / 1000));
+    }
+  }
+  const transport = await openSshTransport({ node: node.name, target, acceptNew: ctx.acceptNew, askPassphrase: ctx.askPassphrase, env: ctx.env });
+  return answering(transport, node, ctx.deadline);
 }
 
 /**
