@@ -11,7 +11,7 @@ import { type PromptInput, passphrasePrompt } from './ssh/passphrase.js';
 import { colourLevel } from './colour.js';
 import { WaitingView } from './live-view.js';
 import { EXIT } from './exit-codes.js';
-import { renderCleanup, renderEvent, renderForecast, renderLogEnd, renderRunSummary, renderStatus } from './render.js';
+import { renderCleanup, renderDoctor, renderEvent, renderForecast, renderLogEnd, renderRunSummary, renderStatus } from './render.js';
 
 export interface CliIo {
   env: NodeJS.ProcessEnv;
@@ -58,6 +58,7 @@ const FLAGS = [
   'watch',
   'no-merge',
   'lines',
+  'fix',
 ];
 
 /**
@@ -526,7 +527,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         }
         for (const path of r.created) print(`created ${path}`);
         for (const path of r.kept) print(`kept ${path}: it exists already`);
-        print('next: gsync-ctl node add NAME --host HOST, then gsync-ctl project add NAME --repo PATH');
+        print('next: gsync-ctl node add NAME --host HOST, then gsync-ctl project add NAME --repo PATH, then gsync-ctl doctor');
       },
     )
     .command('node', 'change nodes.json from the command line (its comments kept)', (y) =>
@@ -612,9 +613,36 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         )
         .demandCommand(1, 'name what to do: gsync-ctl project add NAME --repo PATH'),
     )
+    .command(
+      'doctor',
+      'check each node as a dispatch would use it (ssh config, reachable, host key, login, Node.js, git, gsync-node, work_root, free disk, the agent), one line a check with the fix for each problem',
+      (y) =>
+        y
+          .option('node', { type: 'string', describe: 'check this node only (default: every node in nodes.json)' })
+          .option('project', { type: 'string', describe: "check this project's agent on the nodes (default: the agents of every project)" })
+          .option('fix', {
+            type: 'boolean',
+            default: false,
+            describe: 'install or replace gsync-node where it is missing or another build (without it, nothing on a node is changed)',
+          })
+          .example('$0 doctor', 'every node, changing nothing')
+          .example('$0 doctor --node gpu-1 --project web', "gpu-1 only, and whether web's agent is there")
+          .example('$0 doctor --node gpu-1 --accept-new --fix', 'also record its host key and install gsync-node')
+          .epilogue(
+            'a node that cannot be reached gets one line and the others are still checked. ' +
+              'With --json: {schema_version: 1, config: {nodes_file, projects_file}, nodes: [{node, checks: [{name, ok, detail, fix?}]}]}.\n' +
+              'exit codes: 0 every check passed, 2 the config does not load, or no such node or project, 3 a check found a problem',
+          ),
+      async (a) => {
+        const { doctor } = await import('./commands/doctor.js');
+        const r = await doctor(context(a as unknown as Global), { node: a.node, project: a.project, fix: a.fix });
+        print(a.json ? asJson(r) : renderDoctor(c, r));
+        if (r.nodes.some((n) => n.checks.some((k) => !k.ok))) exitCode = EXIT.attention;
+      },
+    )
     .demandCommand(
       1,
-      'name a command: init, node add, project add, dispatch, pull-bundles, conflicts, resolve, retry, cancel, dismiss, status, logs or cleanup',
+      'name a command: init, node add, project add, doctor, dispatch, pull-bundles, conflicts, resolve, retry, cancel, dismiss, status, logs or cleanup',
     )
     .completion('completion', 'print a bash (or zsh) completion script: gsync-ctl completion >> ~/.bashrc')
     .strict()

@@ -6,7 +6,7 @@ export const EXIT = {
   internal: 1,
   /** Bad flags, bad config, unknown project/node/task, bad spec or id, a task the command does not apply to (cancel of one that ended). Nothing was changed. */
   usage: 2,
-  /** pull: at least one task conflicted, failed, timed out or was rejected. */
+  /** pull: at least one task conflicted, failed, timed out or was rejected; conflicts: one is foreseen; doctor: a check found a problem. */
   attention: 3,
   /** pull: nothing is wrong, but tasks are still running or waiting for a clean checkout. */
   pending: 4,

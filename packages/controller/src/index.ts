@@ -12,6 +12,7 @@ export { dismiss, type DismissResult } from './commands/dismiss.js';
 export { status } from './commands/status.js';
 export { cleanup, parseAge, type CleanupResult } from './commands/cleanup.js';
 export { init, type InitResult } from './commands/init.js';
+export { doctor, type Check, type DoctorOptions, type DoctorResult } from './commands/doctor.js';
 export { nodeAdd, type NodeAddOptions, type NodeAddResult } from './commands/node-add.js';
 export { projectAdd, type ProjectAddOptions, type ProjectAddResult } from './commands/project-add.js';
 export { expandUserPath, getNode, getProject, loadConfig, resolveAgent, type Config, type NodeConfig, type ProjectConfig } from './config.js';

@@ -1,6 +1,7 @@
 import type { ChalkInstance } from 'chalk';
 import stringWidth from 'string-width';
 import type { CleanupResult } from './commands/cleanup.js';
+import type { DoctorResult } from './commands/doctor.js';
 import type { LogsResult } from './commands/logs.js';
 import { inert } from '@gsync/core/inert';
 import { humanBytes } from '@gsync/core/units';
@@ -208,4 +209,24 @@ export function renderLogEnd(c: ChalkInstance, r: LogsResult): string {
   }
   if (r.stopped) return c.yellow(`${where}: its run stopped before the task ended (while ${state}); the next pull finishes it`);
   return `${where}: ${state}, not ended yet`;
+}
+
+/** One line a check: ok, a note (works, could be better) or a problem with its fix; then what it adds up to. */
+export function renderDoctor(c: ChalkInstance, r: DoctorResult): string {
+  const rows = [['', 'config', c.green('ok'), `loaded ${r.config.nodes_file} and ${r.config.projects_file}`]];
+  for (const n of r.nodes) {
+    for (const k of n.checks) {
+      const mark = !k.ok ? c.red('problem') : k.fix ? c.yellow('note') : c.green('ok');
+      const fix = k.fix ? (k.ok ? `; ${inert(k.fix, 500)}` : c.bold(`; fix: ${inert(k.fix, 500)}`)) : '';
+      rows.push([n.node, k.name, mark, `${inert(k.detail, 500)}${fix}`]);
+    }
+  }
+  if (r.nodes.length === 0) return `${table(rows)}\nno node in ${r.config.nodes_file} yet: gsync-ctl node add NAME --host HOST`;
+  const failing = r.nodes.filter((n) => n.checks.some((k) => !k.ok));
+  const problems = failing.reduce((sum, n) => sum + n.checks.filter((k) => !k.ok).length, 0);
+  const summary =
+    failing.length === 0
+      ? c.green(`every check passed on ${r.nodes.length} node(s)`)
+      : c.red(`${problems} problem(s) on ${failing.map((n) => n.node).join(', ')} (of ${r.nodes.length} node(s))`);
+  return `${table(rows)}\n${summary}`;
 }

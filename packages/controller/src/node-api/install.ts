@@ -30,7 +30,8 @@ export const Hello = z.object({
 });
 export type Hello = z.infer<typeof Hello>;
 
-async function hello(t: NodeTransport, node: NodeConfig, project: string | undefined): Promise<Hello | undefined> {
+/** What the node's gsync-node says of itself; undefined when it is not there or does not run. */
+export async function hello(t: NodeTransport, node: NodeConfig, project: string | undefined): Promise<Hello | undefined> {
   const r = await t.exec([node.node_bin, toolPath(node), 'hello', ...(project ? ['--work-root', node.work_root, '--project', project] : [])]);
   if (r.code === 127) {
     throw new SshError(node.name, 'remote', `"${node.node_bin}" is not installed on the node (or not on its PATH)`, {
