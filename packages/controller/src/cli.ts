@@ -476,7 +476,8 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           follow: a.follow,
           lines: a.lines,
           onLog: (piece) => {
-            if (a.json) return write(`${inertJson({ schema_version: SCHEMA_VERSION, ...(piece.kind === 'text' ? { log: piece.text } : { skipped: piece.bytes }) })}\n`);
+            if (a.json)
+              return write(`${inertJson({ schema_version: SCHEMA_VERSION, ...(piece.kind === 'text' ? { log: piece.text } : { skipped: piece.bytes }) })}\n`);
             if (piece.kind === 'text') return write(inertLog(piece.text));
             say(ce.dim(`… ${humanBytes(piece.bytes)} of the log left out here: a read brings at most its last MiB`));
           },
