@@ -4,6 +4,8 @@ import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = new URL('..', import.meta.url);
@@ -33,6 +35,17 @@ const hello = JSON.parse(execFileSync(process.execPath, [fileURLToPath(nodeFile)
 const digest = createHash('sha256').update(readFileSync(nodeFile)).digest('hex');
 writeFileSync(new URL('packages/node/dist/gsync-node.json', root), `${JSON.stringify({ version: hello.version, protocol: hello.protocol, sha256: digest })}\n`);
 
+// yargs' help is laid out by cliui, whose ES module build wraps text in the middle of words;
+// its CommonJS build wraps at word boundaries (wrap-ansi) and measures wide characters.
+const cliuiWithWordWrap = {
+  name: 'cliui-word-wrap',
+  setup(b) {
+    const yargsDir = dirname(createRequire(new URL('packages/controller/package.json', root)).resolve('yargs'));
+    const cjs = createRequire(join(yargsDir, 'package.json')).resolve('cliui');
+    b.onResolve({ filter: /^cliui$/ }, () => ({ path: cjs }));
+  },
+};
+
 // Split at the commands' dynamic imports: a command loads only what it needs (status never loads ssh2).
 // Minified: parsing is most of a short command's start-up. Old chunks go first, or they pile up.
 rmSync(new URL('packages/controller/dist', root), { recursive: true, force: true });
@@ -46,4 +59,5 @@ await build({
   target: 'node20',
   minify: true,
   external: ['better-sqlite3', 'ssh2', 'cpu-features'],
+  plugins: [cliuiWithWordWrap],
 });
