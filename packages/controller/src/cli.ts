@@ -10,6 +10,7 @@ import type { Context } from './context.js';
 import { type PromptInput, passphrasePrompt } from './ssh/passphrase.js';
 import { colourLevel } from './colour.js';
 import { WaitingView } from './live-view.js';
+import { TransferView } from './transfer-view.js';
 import { EXIT } from './exit-codes.js';
 import { renderCleanup, renderDoctor, renderEvent, renderForecast, renderLogEnd, renderRunSummary, renderStatus } from './render.js';
 
@@ -156,8 +157,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   const print = (s: string) => io.stdout.write(`${s}\n`);
   // While pull --wait shows its tasks on a terminal, every other line goes above them.
   let waitingView: WaitingView | undefined;
+  // Made when a first transfer starts; on a terminal its bars go under everything else too.
+  let transferView: TransferView | undefined;
   const say = (s: string) => {
     if (waitingView) waitingView.say(s);
+    else if (transferView) transferView.say(s);
     else io.stderr.write(`${s}\n`);
   };
   let exitCode: number = EXIT.ok;
@@ -172,7 +176,19 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       now: io.now ?? (() => new Date()),
       everyMs: io.waitingEveryMs ?? 30_000,
       c: ce,
+      below: (width) => transferView?.lines(width) ?? [],
     });
+
+  const transfers = () =>
+    (transferView ??= new TransferView({
+      out: io.stderr,
+      tty: Boolean(io.stderrIsTTY) && io.env.TERM !== 'dumb',
+      columns: () => (io.stderr as { columns?: number }).columns || Number(io.env.COLUMNS) || 80,
+      now: () => (io.now ? io.now().getTime() : Date.now()),
+      c: ce,
+      // pull --wait's tasks hold the bottom of the terminal: they draw the bars under them.
+      host: () => waitingView,
+    }));
 
   const context = (g: Global): Context => {
     const home = io.env.HOME ?? '/';
@@ -192,6 +208,8 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         if (e.kind === 'dispatch_failed') return;
         if (e.level !== 'info' || !(g.json || g.quiet)) say(renderEvent(ce, e));
       },
+      // Bytes, rate and time left of each transfer on stderr; nothing of it under --quiet or --json.
+      ...(g.json || g.quiet ? {} : { onTransfer: (start) => transfers().start(start) }),
     };
   };
 

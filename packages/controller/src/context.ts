@@ -3,6 +3,7 @@ import { loadConfig, type Config } from './config.js';
 import type { ConnectContext } from './ssh/connect.js';
 import type { AskPassphrase } from './ssh/identity.js';
 import { Store } from './store/store.js';
+import type { OnTransfer } from './transfer.js';
 
 /** A step worth telling the user about; the CLI renders it, the store keeps it. */
 export interface ProgressEvent {
@@ -29,6 +30,8 @@ export interface Context {
   /** When the whole command must be over (ms since the epoch, `--timeout`): node commands still running then are ended. */
   deadline?: number;
   onEvent: (event: ProgressEvent) => void;
+  /** Shows a transfer of code or results as its bytes move; absent when nothing shows them (--quiet, --json). */
+  onTransfer?: OnTransfer;
 }
 
 export interface Session {

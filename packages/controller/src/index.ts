@@ -17,6 +17,7 @@ export { nodeAdd, type NodeAddOptions, type NodeAddResult } from './commands/nod
 export { projectAdd, type ProjectAddOptions, type ProjectAddResult } from './commands/project-add.js';
 export { expandUserPath, getNode, getProject, loadConfig, resolveAgent, type Config, type NodeConfig, type ProjectConfig } from './config.js';
 export type { Context, ProgressEvent } from './context.js';
+export type { OnTransfer, TransferStart, TransferTicker } from './transfer.js';
 export { EXIT } from './exit-codes.js';
 export type { DispatchResult } from './dispatch/send-task.js';
 export { branchClash } from './dispatch/reserve.js';

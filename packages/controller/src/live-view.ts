@@ -11,6 +11,8 @@ export interface WaitingViewOptions {
   now: () => Date;
   everyMs: number;
   c: ChalkInstance;
+  /** Lines drawn under the tasks on a terminal, cut to the width given (transfers under way). */
+  below?: (width: number) => string[];
 }
 
 /** Tasks drawn on a terminal at most: the view must fit on the screen to be redrawn in place. */
@@ -45,6 +47,11 @@ export class WaitingView {
     if (this.o.tty) this.draw();
   }
 
+  /** Draws the view again now (what `below` gives has changed). */
+  refresh(): void {
+    if (this.o.tty) this.draw();
+  }
+
   close(): void {
     clearInterval(this.timer);
     const erase = this.erase();
@@ -62,6 +69,7 @@ export class WaitingView {
     const now = this.o.now();
     const lines = this.tasks.slice(0, MAX_ROWS).map((t) => renderWaiting(this.o.c, t, now, width));
     if (this.tasks.length > MAX_ROWS) lines.push(this.o.c.dim(`… and ${this.tasks.length - MAX_ROWS} more`));
+    lines.push(...(this.o.below?.(width) ?? []));
     // One write, so the terminal never shows the view half drawn.
     const text = this.erase() + lines.map((l) => `${l}\n`).join('');
     if (text) this.o.out.write(text);

@@ -36,7 +36,7 @@ export function resultPath(gitDir: string, scratch: string, task: Pick<TaskRow, 
  * whose gsync-node predates `collect` is asked for the reports alone; `receive` then
  * fetches each bundle by itself.
  */
-async function gatherBundles({ project, node, tasks, transport, gitDir, scratch, maxBytes }: GatherRequest): Promise<Gathered> {
+async function gatherBundles({ project, node, tasks, transport, gitDir, scratch, maxBytes, track }: GatherRequest): Promise<Gathered> {
   const arrived = new Map<string, Arrival>();
   const dispose = async () => {
     for (const arrival of arrived.values()) if ('path' in arrival) await rm(arrival.path, { force: true });
@@ -45,6 +45,7 @@ async function gatherBundles({ project, node, tasks, transport, gitDir, scratch,
   const ids = tasks.map((t) => t.task_id);
   try {
     const reports = await collectResults(transport, node, project.name, ids, maxBytes, {
+      track,
       take: async (report, entry) => {
         const task = tasks.find((t) => t.task_id === report.task_id)!;
         const problem = resultProblem(task, report.result, maxBytes);

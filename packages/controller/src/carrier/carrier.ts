@@ -4,6 +4,7 @@ import type { TaskFile } from '../node-api/calls.js';
 import type { Quarantine } from '../result/quarantine.js';
 import type { NodeTransport } from '../ssh/transport.js';
 import type { TaskRow } from '../store/store.js';
+import type { TrackTransfer } from '../transfer.js';
 import { bundleCarrier } from './bundle.js';
 import { filesCarrier } from './files.js';
 import { remoteCarrier } from './remote.js';
@@ -42,6 +43,8 @@ export interface GatherRequest {
   /** This controller's folder there for the project (see scratchName). */
   scratch: string;
   maxBytes: number;
+  /** Told of the results' transfer as it goes, for whoever shows it. */
+  track?: TrackTransfer | undefined;
 }
 
 /** A result that came with the reports: where it is, or why it could not be kept. */

@@ -12,6 +12,7 @@ import { checkRepo, checkRepoShape } from '../repo.js';
 import { withNodeRetrying } from '../ssh/connect.js';
 import type { NodeLinks } from '../ssh/links.js';
 import type { TaskRow } from '../store/store.js';
+import { trackTransfers } from '../transfer.js';
 import { overlapWarnings } from './overlap.js';
 import { reserveTask } from './reserve.js';
 import { specFiles, type Spec } from './spec.js';
@@ -161,6 +162,7 @@ async function deliverOnce(session: Session, reserved: ReservedTask, links?: Nod
     created_at,
   });
   const at = { project: project.name, task_id: taskId, node: node.name };
+  const track = trackTransfers(ctx.onTransfer, 'send', node.name);
   for (const warning of warnings) session.log({ ...at, level: 'warn', kind: 'overlap_warning', message: `${taskId}: ${warning}` });
   let reached = false;
   let downgraded: string | undefined;
@@ -201,7 +203,7 @@ async function deliverOnce(session: Session, reserved: ReservedTask, links?: Nod
             await parcel.dispose();
           }
         };
-        const acceptAlone = (files: readonly TaskFile[]) => acceptTask(t, node, project.name, taskId, files);
+        const acceptAlone = (files: readonly TaskFile[]) => acceptTask(t, node, project.name, taskId, files, track);
         // One gsync-node process: it says who it is and what its cache holds, then takes the task.
         const call = await openHelloAccept(t, node, project.name, taskId);
         let installed = false;
@@ -217,7 +219,7 @@ async function deliverOnce(session: Session, reserved: ReservedTask, links?: Nod
             sent = await deliver(hello, acceptAlone);
           } else {
             hello = checkUsable(node, call.hello, tool);
-            sent = await deliver(hello, call.accept);
+            sent = await deliver(hello, (files) => call.accept(files, track));
           }
         } finally {
           await call.skip();

@@ -1,11 +1,12 @@
 import { createReadStream } from 'node:fs';
-import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
+import { Transform, type TransformCallback, Writable, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { extract, pack } from 'tar-stream';
 import * as z from 'zod/mini';
 import { COLLECT_REPORT, NodeState, ProtocolError, TaskReport, UsageError, resultFile } from '@gsync/core';
 import type { NodeConfig } from '../config.js';
 import { remoteFailure as failure, type ExecResult, type NodeTransport } from '../ssh/transport.js';
+import type { TrackTransfer, TransferTicker } from '../transfer.js';
 import { Hello, toolPath } from './install.js';
 import { type TaskTail, WaitLines } from './tail.js';
 
@@ -39,6 +40,42 @@ const AcceptAnswer = z.object({
 export type AcceptAnswer = z.infer<typeof AcceptAnswer>;
 
 const HelloLine = z.object({ hello: Hello });
+
+/** The size of the tar writeTaskTar makes: per file a 512-byte header and its data padded to 512, then two zero blocks. */
+export function tarSize(files: readonly TaskFile[]): number {
+  return files.reduce((sum, f) => sum + 512 + Math.ceil(('data' in f ? f.data.length : f.size) / 512) * 512, 1024);
+}
+
+/** The node command's stdin: counts the task tar as it goes out, for whoever shows the transfer. */
+class TarFeed extends Transform {
+  ticker: TransferTicker | undefined;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.ticker?.add(chunk.length);
+    done(null, chunk);
+  }
+}
+
+/** Writes the task tar into `feed` until the node answers; the transfer, when tracked, ends with the call. */
+async function sendTaskTar(
+  feed: TarFeed,
+  files: readonly TaskFile[],
+  call: Promise<ExecResult>,
+  taskId: string,
+  track: TrackTransfer | undefined,
+): Promise<ExecResult> {
+  feed.ticker = track?.([taskId], tarSize(files));
+  let ok = false;
+  try {
+    // The node's answer ends the call; a link that fails while the tar is still going out must not wait for it.
+    const wrote = writeTaskTar(files, feed);
+    wrote.catch(() => undefined);
+    const r = await Promise.race([call, wrote.then(() => call)]);
+    ok = r.code === 0;
+    return r;
+  } finally {
+    feed.ticker?.end(ok);
+  }
+}
 
 /** A task's files as one tar, into `into` (ended at the end). */
 async function writeTaskTar(files: readonly TaskFile[], into: Writable): Promise<void> {
@@ -97,12 +134,16 @@ function parseJsonLine(line: string | undefined): unknown {
 }
 
 /** Streams the task's files (task.json, spec.md, and what its carrier sends) as one tar to `gsync-node accept --start`. */
-export async function acceptTask(t: NodeTransport, node: NodeConfig, project: string, taskId: string, files: readonly TaskFile[]): Promise<AcceptAnswer> {
-  const feed = new PassThrough();
-  const call = t.exec(acceptArgv(node, project, taskId, false), { stdin: feed });
-  const wrote = writeTaskTar(files, feed);
-  wrote.catch(() => undefined);
-  const r = await Promise.race([call, wrote.then(() => call)]);
+export async function acceptTask(
+  t: NodeTransport,
+  node: NodeConfig,
+  project: string,
+  taskId: string,
+  files: readonly TaskFile[],
+  track?: TrackTransfer,
+): Promise<AcceptAnswer> {
+  const feed = new TarFeed();
+  const r = await sendTaskTar(feed, files, t.exec(acceptArgv(node, project, taskId, false), { stdin: feed }), taskId, track);
   if (r.code === 3) throw new TaskClashError(node.name, taskId);
   if (r.code !== 0) throw failure(node.name, `the node did not accept task ${taskId}`, r);
   return parseAccept(node, r.stdout.toString('utf8'));
@@ -160,13 +201,13 @@ class Lines extends Writable {
  */
 export interface HelloAccept {
   hello: Hello | undefined;
-  accept(files: readonly TaskFile[]): Promise<AcceptAnswer>;
+  accept(files: readonly TaskFile[], track?: TrackTransfer): Promise<AcceptAnswer>;
   /** Ends the call without a task; a no-op once `accept` was called. */
   skip(): Promise<void>;
 }
 
 export async function openHelloAccept(t: NodeTransport, node: NodeConfig, project: string, taskId: string): Promise<HelloAccept> {
-  const feed = new PassThrough();
+  const feed = new TarFeed();
   feed.on('error', () => undefined);
   const out = new Lines(4 * 1024 * 1024);
   let failed: unknown;
@@ -189,12 +230,9 @@ export async function openHelloAccept(t: NodeTransport, node: NodeConfig, projec
   let used = false;
   return {
     hello: parsed.success ? parsed.data.hello : undefined,
-    async accept(files) {
+    async accept(files, track) {
       used = true;
-      // The node's answer ends the call; a link that fails while the tar is still going out must not wait for it.
-      const wrote = writeTaskTar(files, feed);
-      wrote.catch(() => undefined);
-      const r = await Promise.race([call, wrote.then(() => call)]);
+      const r = await sendTaskTar(feed, files, call, taskId, track);
       if (r.code === 3) throw new TaskClashError(node.name, taskId);
       if (r.code !== 0) throw failure(node.name, `the node did not accept task ${taskId}`, r);
       if (out.overflow) throw new ProtocolError(`node ${node.name}: the answer to accept is too long`);
@@ -302,6 +340,8 @@ type Finished = TaskReport & { result: NonNullable<TaskReport['result']> };
  * `entry` whole, or record why not (`refuse`) and leave it, which is then skipped unread.
  */
 export interface BundleHandler {
+  /** Told of the results' transfer once the report says how much is coming. */
+  track?: TrackTransfer | undefined;
   take(report: Finished, entry: Readable): Promise<void>;
   refuse(report: Finished, reason: string): void;
 }
@@ -326,9 +366,11 @@ export async function collectResults(
   if (taskIds.length === 0) return [];
   const argv = [node.node_bin, toolPath(node), 'collect', '--work-root', node.work_root, '--project', project, ...taskIds.flatMap((id) => ['--task', id])];
   let budget = MAX_REPORT_BYTES + TAR_SLACK * 4;
+  let ticker: TransferTicker | undefined;
   const meter = new Transform({
     transform(chunk: Buffer, _enc, done) {
       budget -= chunk.length;
+      ticker?.add(chunk.length);
       if (budget < 0) done(new ProtocolError(`node ${node.name}: collect sent more than its report announced`));
       else done(null, chunk);
     },
@@ -346,7 +388,15 @@ export async function collectResults(
     if (reports === undefined) {
       if (name !== COLLECT_REPORT) throw new ProtocolError(`node ${node.name}: collect did not begin with ${COLLECT_REPORT}`);
       reports = parseReports(node, (await readAll(entry, MAX_REPORT_BYTES)).toString('utf8'));
-      for (const r of reports) if (r.result && taskIds.includes(r.task_id)) budget += Math.min(resultFile(r.result)?.size ?? 0, maxBytes) + TAR_SLACK;
+      const coming = reports.filter((r) => r.result && taskIds.includes(r.task_id));
+      const sizes = coming.map((r) => Math.min(resultFile(r.result!)?.size ?? 0, maxBytes));
+      budget += sizes.reduce((sum, size) => sum + size + TAR_SLACK, 0);
+      // What follows the report: each result with its tar header and padding, then the tar's end.
+      if (bundles.track && coming.length > 0)
+        ticker = bundles.track(
+          coming.map((r) => r.task_id),
+          sizes.reduce((sum, size) => sum + 512 + Math.ceil(size / 512) * 512, 1024),
+        );
       return;
     }
     const dot = name.lastIndexOf('.');
@@ -395,9 +445,12 @@ export async function collectResults(
   try {
     r = await t.exec(argv, { stdout: meter });
   } catch (error) {
+    ticker?.end(false);
     // Ended because of what it sent: that is the reason, not the ending.
     throw problem ?? error;
   }
+  // Every byte has passed the meter by now: the transfer is over, whatever the checks still to come say.
+  ticker?.end(r.code === 0 && !problem);
   if (r.code === 2 && /unknown command/.test(r.stderr)) return undefined;
   if (r.code !== 0) throw failure(node.name, 'cannot collect task results', r);
   meter.end();

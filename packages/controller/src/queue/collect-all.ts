@@ -14,6 +14,7 @@ import { scratchName } from '../result/quarantine.js';
 import { isTransient, withNodeRetrying } from '../ssh/connect.js';
 import type { NodeLinks } from '../ssh/links.js';
 import { tasksByNode, type TaskRow } from '../store/store.js';
+import { trackTransfers } from '../transfer.js';
 import { settle } from './settle.js';
 
 /** Asks each node about its open tasks and collects the finished ones. Nodes are handled in parallel. */
@@ -85,6 +86,7 @@ async function collectFromNode(
         gitDir: await gitOps.gitDir(project.repo_local),
         scratch,
         maxBytes: config.maxResultBytes,
+        track: trackTransfers(session.ctx.onTransfer, 'receive', nodeName),
       });
       try {
         for (const task of left) {
