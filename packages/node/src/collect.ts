@@ -1,7 +1,7 @@
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { pack } from 'tar-stream';
+import { addFileEntry } from './tar-file.js';
 import { COLLECT_REPORT, type TaskReport } from '@gsync/core';
 import { taskDir, taskPaths } from './paths.js';
 import { reportTasks } from './report.js';
@@ -48,15 +48,7 @@ export async function collectTasks(options: CollectOptions): Promise<void> {
       () => undefined,
     );
     if (size === undefined) continue;
-    await new Promise<void>((resolve, reject) => {
-      const entry = tar.entry({ name, size, mode: 0o644 }, (error) => (error ? reject(error) : resolve()));
-      // Exactly the size in the header, even if the file grows meanwhile: the tar stays well-formed.
-      if (size > 0)
-        createReadStream(path, { end: size - 1 })
-          .on('error', reject)
-          .pipe(entry);
-      else entry.end();
-    });
+    await addFileEntry(tar, name, path, size, 0o644);
   }
   tar.finalize();
   await sent;

@@ -6,6 +6,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import ignore, { type Ignore } from 'ignore';
 import { extract, pack } from 'tar-stream';
+import { addFileEntry } from './tar-file.js';
 import { FILES, ProtocolError, newFindings, safeTreePath, scanFile, sha256File, writeJsonAtomic, type FileRef, type TaskManifest } from '@gsync/core';
 
 /**
@@ -294,16 +295,7 @@ export async function packFiles(repo: string, written: readonly Written[], out: 
       tar.entry({ name: w.path, type: 'symlink', linkname: await readlink(path), mode: 0o777 });
       continue;
     }
-    const size = (await stat(path)).size;
-    await new Promise<void>((resolve, reject) => {
-      const entry = tar.entry({ name: w.path, size, mode: w.mode === '100755' ? 0o755 : 0o644 }, (error) => (error ? reject(error) : resolve()));
-      // Exactly the size in the header, even if the file changes meanwhile: the tar stays well-formed.
-      if (size > 0)
-        createReadStream(path, { end: size - 1 })
-          .on('error', reject)
-          .pipe(entry);
-      else entry.end();
-    });
+    await addFileEntry(tar, w.path, path, (await stat(path)).size, w.mode === '100755' ? 0o755 : 0o644);
   }
   tar.finalize();
   await sent;

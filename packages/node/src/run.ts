@@ -196,9 +196,8 @@ export async function finishTask(paths: TaskPaths, manifest: TaskManifest, run: 
   const cancelled = cancelAsked(paths);
   const failed = cancelled || run.interrupted !== undefined || run.timedOut || run.exitCode !== 0 || left.length > 0;
   await step('committing', { agent_exit_code: run.exitCode });
-  const { changed, withheld } = manifest.tree
-    ? await packChangedFiles(paths, manifest, failed, run.exitCode, now, () => step('bundling'))
-    : await commitAndBundle(paths, manifest, failed, run.exitCode, now, () => step('bundling'));
+  const work: WorkToFinish = { paths, manifest, failed, exitCode: run.exitCode, now, bundling: () => step('bundling') };
+  const { changed, withheld } = manifest.tree ? await packChangedFiles(work) : await commitAndBundle(work);
   const finished_at = now().toISOString();
   const held = withheld.length > 0 ? `; withheld as secrets: ${withheld.map((w) => `${w.path} (${w.rule})`).join(', ')}` : '';
   const end = (state: TaskStatus['state'], fields: Parameters<typeof setState>[2]) => step(state, { ...fields, ...(withheld.length > 0 ? { withheld } : {}) });
@@ -221,15 +220,19 @@ export async function finishTask(paths: TaskPaths, manifest: TaskManifest, run: 
 
 type Finished = { changed: boolean; withheld: { path: string; rule: string }[] };
 
+/** What the agent left, to be made a result: as work in progress when `failed`. */
+interface WorkToFinish {
+  paths: TaskPaths;
+  manifest: TaskManifest;
+  failed: boolean;
+  exitCode: number | null;
+  now: () => Date;
+  /** Says the task is being bundled (status.json). */
+  bundling: () => Promise<unknown>;
+}
+
 /** The git way: commit what the agent left and bundle the task branch. */
-async function commitAndBundle(
-  paths: TaskPaths,
-  manifest: TaskManifest,
-  failed: boolean,
-  exitCode: number | null,
-  now: () => Date,
-  bundling: () => Promise<unknown>,
-): Promise<Finished> {
+async function commitAndBundle({ paths, manifest, failed, exitCode, now, bundling }: WorkToFinish): Promise<Finished> {
   const withheld = await withholdSecrets(paths, manifest);
   const head = await commitWork(paths, manifest, failed, exitCode);
   failpoint('node:after-commit');
@@ -248,14 +251,7 @@ async function commitAndBundle(
  * The scp mode: the files the agent changed (secrets withheld) go into result.tar under
  * their full paths, and result.json lists them and what was deleted. No git is run.
  */
-async function packChangedFiles(
-  paths: TaskPaths,
-  manifest: TaskManifest,
-  failed: boolean,
-  exitCode: number | null,
-  now: () => Date,
-  bundling: () => Promise<unknown>,
-): Promise<Finished> {
+async function packChangedFiles({ paths, manifest, failed, exitCode, now, bundling }: WorkToFinish): Promise<Finished> {
   const changes = await changedFiles(paths.repo, await readBaseFiles(paths.baseFiles));
   const { kept, withheld } = await withholdFiles(paths.repo, paths.tree, changes, manifest.policy ?? {});
   const changed = kept.length + changes.deleted.length > 0;

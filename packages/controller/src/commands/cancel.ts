@@ -46,8 +46,7 @@ export async function cancel(ctx: Context, options: CancelOptions): Promise<Canc
     const taskId = checkName('task id', options.task);
     const reason = options.reason?.trim() || null;
     return withProjectLock(store, project.name, ctx.pid, async () => {
-      const task = store.getTask(project.name, taskId);
-      if (!task) throw new UsageError(`no task ${taskId} in project ${project.name}`, { hint: `gsync-ctl status --project ${project.name} lists them` });
+      const task = store.taskNamed(project.name, taskId);
       const refused = cancelRefusal(task);
       if (refused) throw new UsageError(refused);
       const already = task.state === 'cancelling' || task.state === 'cancelled';

@@ -37,8 +37,7 @@ export async function dismiss(ctx: Context, options: DismissOptions): Promise<Di
     const taskId = checkName('task id', options.task);
     const reason = options.reason?.trim() || null;
     return withProjectLock(store, project.name, ctx.pid, async () => {
-      const task = store.getTask(project.name, taskId);
-      if (!task) throw new UsageError(`no task ${taskId} in project ${project.name}`, { hint: `gsync-ctl status --project ${project.name} lists them` });
+      const task = store.taskNamed(project.name, taskId);
       const refused = dismissRefusal(task);
       if (refused) throw new UsageError(refused);
       // Its resolution would mark it resolved once merged: that one is cancelled first.

@@ -1,5 +1,5 @@
 import { StringDecoder } from 'node:string_decoder';
-import { type NodeState, UsageError, checkName } from '@gsync/core';
+import { type NodeState, checkName } from '@gsync/core';
 import { getNode, getProject } from '../config.js';
 import { withSession, type Context } from '../context.js';
 import { ensureNodeTool } from '../node-api/install.js';
@@ -66,8 +66,7 @@ export async function logs(ctx: Context, options: LogsOptions): Promise<LogsResu
   return withSession(ctx, async (session) => {
     const project = getProject(session.config, checkName('project', options.project));
     const taskId = checkName('task id', options.task);
-    const task = session.store.getTask(project.name, taskId);
-    if (!task) throw new UsageError(`no task ${taskId} in project ${project.name}`, { hint: `gsync-ctl status --project ${project.name} lists its tasks` });
+    const task = session.store.taskNamed(project.name, taskId);
     const node = getNode(session.config, task.node);
     const tool = await loadNodeTool(ctx.nodeToolPath);
     const maxBytes = options.maxBytes ?? CALL_BYTES;

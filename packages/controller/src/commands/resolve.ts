@@ -1,4 +1,4 @@
-import { UsageError, checkName } from '@gsync/core';
+import { checkName } from '@gsync/core';
 import { carrierFor } from '../carrier/carrier.js';
 import { getProject } from '../config.js';
 import { withSession, type Context } from '../context.js';
@@ -19,8 +19,7 @@ export async function resolve(ctx: Context, options: ResolveCommandOptions): Pro
     const project = getProject(session.config, checkName('project', options.project));
     carrierFor(project);
     const taskId = checkName('task id', options.task);
-    const task = session.store.getTask(project.name, taskId);
-    if (!task) throw new UsageError(`no task ${taskId} in project ${project.name}`, { hint: `gsync-ctl status --project ${project.name} lists them` });
+    const task = session.store.taskNamed(project.name, taskId);
     return withProjectLock(session.store, project.name, ctx.pid, () =>
       dispatchResolution(session, project, task, { node: options.node, agent: options.agent }),
     );

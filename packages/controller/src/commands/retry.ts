@@ -24,8 +24,7 @@ export async function retry(ctx: Context, options: RetryOptions): Promise<Dispat
     const { config, store } = session;
     const project = getProject(config, checkName('project', options.project));
     carrierFor(project);
-    const old = store.getTask(project.name, checkName('task id', options.task));
-    if (!old) throw new UsageError(`no task ${options.task} in project ${project.name}`, { hint: `gsync-ctl status --project ${project.name} lists them` });
+    const old = store.taskNamed(project.name, checkName('task id', options.task));
     if (!isRetryable(old.state)) {
       throw new UsageError(`task ${old.task_id} is ${old.state}; only a ${RETRYABLE_STATES.join(', ')} task can be retried`, {
         hint: old.state === 'conflicted' ? `a conflict is resolved with gsync-ctl resolve --project ${project.name} --task ${old.task_id}` : undefined,

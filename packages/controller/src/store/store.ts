@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import type Database from 'better-sqlite3';
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { ConfigError } from '@gsync/core/errors';
+import { ConfigError, UsageError } from '@gsync/core/errors';
 import { MIGRATIONS } from './migrations.js';
 import { OPEN_STATES, type TaskState } from '../lifecycle/states.js';
 
@@ -204,6 +204,13 @@ export class Store {
 
   unlock(name: string, pid: number): void {
     this.db.prepare('DELETE FROM locks WHERE name = ? AND pid = ?').run(name, pid);
+  }
+
+  /** The task a command names; none is bad input (exit 2), said in one line with where to look. */
+  taskNamed(project: string, taskId: string): TaskRow {
+    const task = this.getTask(project, taskId);
+    if (!task) throw new UsageError(`no task ${taskId} in project ${project}`, { hint: `gsync-ctl status --project ${project} lists its tasks` });
+    return task;
   }
 
   getTask(project: string, taskId: string): TaskRow | undefined {
