@@ -56,7 +56,7 @@ describe('stale tasks', () => {
       ['S02', 'merged'],
     ]);
     await expect(retry(ctx, { project: 'proj', task: 'S02' })).rejects.toThrow(
-      'task S02 is merged; only a stale, failed, timeout, rejected, withheld task can be retried',
+      'task S02 is merged; only a stale, failed, timeout, rejected, withheld, cancelled, dismissed task can be retried',
     );
   });
 
