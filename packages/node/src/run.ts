@@ -100,6 +100,18 @@ async function commitWork(paths: TaskPaths, manifest: TaskManifest, wip: boolean
   return head;
 }
 
+/** What every result.json says of the task it is the result of. */
+function resultOf(manifest: TaskManifest): Pick<TaskResult, 'protocol' | 'project' | 'task_id' | 'node' | 'branch' | 'base'> {
+  return {
+    protocol: PROTOCOL_VERSION,
+    project: manifest.project,
+    task_id: manifest.task_id,
+    node: manifest.node,
+    branch: manifest.branch,
+    base: manifest.base.commit,
+  };
+}
+
 async function writeResult(
   paths: TaskPaths,
   manifest: TaskManifest,
@@ -120,12 +132,7 @@ async function writeResult(
   // Plan A: the branch goes to the shared remote too (never work in progress); the bundle stays as the fallback.
   const remote = manifest.remote && !wip ? await pushToRemote(paths.repo, manifest.remote, head, manifest.base.commit) : undefined;
   const result: TaskResult = {
-    protocol: PROTOCOL_VERSION,
-    project: manifest.project,
-    task_id: manifest.task_id,
-    node: manifest.node,
-    branch: manifest.branch,
-    base: manifest.base.commit,
+    ...resultOf(manifest),
     head,
     commits: await gitOps.countCommits(paths.repo, [head, `^${manifest.base.commit}`]),
     changed_paths: await gitOps.changedPaths(paths.repo, manifest.base.commit, head),
@@ -261,12 +268,7 @@ async function packChangedFiles({ paths, manifest, failed, exitCode, now, bundli
   const file = await packFiles(paths.repo, kept, paths.resultTree);
   failpoint('node:after-bundle');
   const result: TaskResult = {
-    protocol: PROTOCOL_VERSION,
-    project: manifest.project,
-    task_id: manifest.task_id,
-    node: manifest.node,
-    branch: manifest.branch,
-    base: manifest.base.commit,
+    ...resultOf(manifest),
     commits: 1,
     changed_paths: [...kept.map((w) => w.path), ...changes.deleted].sort(),
     files: { file, deleted: changes.deleted },

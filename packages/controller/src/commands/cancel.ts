@@ -1,6 +1,7 @@
-import { ProtocolError, SshError, UsageError, checkName, errorMessage } from '@gsync/core';
-import { getNode, getProject } from '../config.js';
-import { withSession, type Context } from '../context.js';
+import { ProtocolError, SshError, UsageError, errorMessage } from '@gsync/core';
+import { getNode } from '../config.js';
+import type { Context } from '../context.js';
+import { withNamedTask } from './named-task.js';
 import { cancelRefusal } from '../lifecycle/decisions.js';
 import type { TaskState } from '../lifecycle/states.js';
 import { transition } from '../lifecycle/transition.js';
@@ -8,7 +9,6 @@ import { cancelTaskRun, type CancelAnswer } from '../node-api/calls.js';
 import { ensureNodeTool } from '../node-api/install.js';
 import { loadNodeTool } from '../node-api/node-tool.js';
 import { withNode } from '../ssh/connect.js';
-import { withProjectLock } from '../store/lock.js';
 import type { Store } from '../store/store.js';
 
 export interface CancelOptions {
@@ -40,50 +40,40 @@ export interface CancelResult {
  * `cancelled`. Asking again tells the node again and says it was cancelled already.
  */
 export async function cancel(ctx: Context, options: CancelOptions): Promise<CancelResult> {
-  return withSession(ctx, async (session) => {
+  return withNamedTask(ctx, options, async ({ session, project, task, reason }) => {
     const { config, store } = session;
-    const project = getProject(config, checkName('project', options.project));
-    const taskId = checkName('task id', options.task);
-    const reason = options.reason?.trim() || null;
-    return withProjectLock(store, project.name, ctx.pid, async () => {
-      const task = store.taskNamed(project.name, taskId);
-      const refused = cancelRefusal(task);
-      if (refused) throw new UsageError(refused);
-      const already = task.state === 'cancelling' || task.state === 'cancelled';
-      const given = already ? (firstReason(store, project.name, taskId) ?? null) : reason;
-      const base = { task_id: task.task_id, node: task.node, was: task.state, already, reason: given };
-      if (task.state === 'cancelled') return { ...base, state: task.state, wip_branch: task.wip_branch ?? `${task.branch}-wip` };
-      const node = getNode(config, task.node);
-      if (!already) {
-        transition(
-          session,
-          task,
-          'cancelling',
-          { error: reason ?? 'no reason given' },
-          { level: 'info', kind: 'cancelled', message: `${taskId} on ${task.node} cancelled${reason ? `: ${reason}` : ''}`, data: { reason, was: task.state } },
-        );
-      }
-      try {
-        const tool = await loadNodeTool(ctx.nodeToolPath);
-        const answer = await withNode(session.connect, node, async (t) => {
-          await ensureNodeTool(t, node, tool, project.name);
-          return cancelTaskRun(t, node, project.name, taskId);
-        });
-        return { ...base, state: 'cancelling' as const, node_answer: answer, wip_branch: `${task.branch}-wip` };
-      } catch (error) {
-        if (!(error instanceof SshError || error instanceof ProtocolError)) throw error;
-        const why = errorMessage(error).replace(/^node \S+: /, '');
-        throw new SshError(
-          node.name,
-          error instanceof SshError ? error.kind : 'remote',
-          `${taskId} is cancelled here, but the node could not be told: ${why}`,
-          {
-            hint: `its agent may still run there; run the same cancel again once ${node.name} answers. Whatever it makes comes back on a -wip branch, never merged`,
-            cause: error,
-          },
-        );
-      }
-    });
+    const taskId = task.task_id;
+    const refused = cancelRefusal(task);
+    if (refused) throw new UsageError(refused);
+    const already = task.state === 'cancelling' || task.state === 'cancelled';
+    const given = already ? (firstReason(store, project.name, taskId) ?? null) : reason;
+    const base = { task_id: task.task_id, node: task.node, was: task.state, already, reason: given };
+    if (task.state === 'cancelled') return { ...base, state: task.state, wip_branch: task.wip_branch ?? `${task.branch}-wip` };
+    const node = getNode(config, task.node);
+    if (!already) {
+      transition(
+        session,
+        task,
+        'cancelling',
+        { error: reason ?? 'no reason given' },
+        { level: 'info', kind: 'cancelled', message: `${taskId} on ${task.node} cancelled${reason ? `: ${reason}` : ''}`, data: { reason, was: task.state } },
+      );
+    }
+    try {
+      const tool = await loadNodeTool(ctx.nodeToolPath);
+      const answer = await withNode(session.connect, node, async (t) => {
+        await ensureNodeTool(t, node, tool, project.name);
+        return cancelTaskRun(t, node, project.name, taskId);
+      });
+      return { ...base, state: 'cancelling' as const, node_answer: answer, wip_branch: `${task.branch}-wip` };
+    } catch (error) {
+      if (!(error instanceof SshError || error instanceof ProtocolError)) throw error;
+      const why = errorMessage(error).replace(/^node \S+: /, '');
+      throw new SshError(node.name, error instanceof SshError ? error.kind : 'remote', `${taskId} is cancelled here, but the node could not be told: ${why}`, {
+        hint: `its agent may still run there; run the same cancel again once ${node.name} answers. Whatever it makes comes back on a -wip branch, never merged`,
+        cause: error,
+      });
+    }
   });
 }
 
