@@ -93,7 +93,7 @@ describe('two controllers at once', () => {
     expect(new Set(ids).size).toBe(6);
     // Whatever the racing pull did not see, one more pull finishes.
     const last = await w.ctl(['pull-bundles', '--project', 'proj', '--wait', '--interval', '0.2', '--timeout', '60']);
-    expect(last.code).toBe(0);
+    expect(last.code, `${last.stdout}\n${last.stderr}`).toBe(0);
     expect(merges(w.repo)).toBe(6);
     for (let i = 0; i < 6; i++) expect(w.repo.git('show', `main:f${i}.txt`)).toBe('raced\n');
     const db = w.db();

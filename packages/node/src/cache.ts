@@ -3,6 +3,7 @@ import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { GitError, ProtocolError, gitOps, parseBundleHeader, type TaskManifest } from '@gsync/core';
 import { checkName } from '@gsync/core';
+import { withLock } from './file-lock.js';
 import { expandHome } from './paths.js';
 
 /**
@@ -23,6 +24,15 @@ export function cacheOfTask(taskDir: string): string {
 /** The refs that pin what a task was sent. */
 export function taskRefs(taskId: string): { base: string; merge: string } {
   return { base: `refs/gsync/tasks/${taskId}/base`, merge: `refs/gsync/tasks/${taskId}/merge` };
+}
+
+/**
+ * Runs `fn` as the only process changing the cache's worktrees. `git worktree prune` run
+ * while another task's `worktree add` is half way deletes that worktree's admin dir, and
+ * two adds of checkouts with the same folder name race for one admin name.
+ */
+export function withWorktrees<T>(cache: string, fn: () => Promise<T>): Promise<T> {
+  return withLock(join(cache, 'gsync-worktrees.lock'), fn);
 }
 
 /** At most this many commits are offered to the controller as already here. */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import * as z from 'zod/mini';
 import { ProtocolError, isValidName, processAlive, writeJsonAtomic } from '@gsync/core';
 import { expandHome, nodeDir, taskPaths, tasksRoot } from './paths.js';
-import { withLock } from './queue-lock.js';
+import { withLock } from './file-lock.js';
 import { planStarts, queueOrder, type QueueEntry } from './queue-plan.js';
 import { readStatus, setState } from './status.js';
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TaskStatus, gitOps, isFinal, processAlive, treeBytes } from '@gsync/core';
-import { cacheDir } from './cache.js';
+import { cacheDir, withWorktrees } from './cache.js';
 import { taskDir, tasksRoot } from './paths.js';
 
 /** What `gsync-node remove` says about each task dir it was asked to remove. */
@@ -73,7 +73,7 @@ export async function removeTasks(workRoot: string, project: string, taskIds: re
   }
   // The cache forgets the worktrees whose folders are gone, and their task branches: what they held is on the controller.
   if (removedAny && (await lstat(cache).catch(() => undefined))) {
-    await gitOps.git(cache, ['worktree', 'prune']).catch(() => undefined);
+    await withWorktrees(cache, () => gitOps.git(cache, ['worktree', 'prune'])).catch(() => undefined);
     for (const branch of branches) await gitOps.git(cache, ['update-ref', '-d', `refs/heads/${branch}`]).catch(() => undefined);
   }
   return out;

@@ -21,7 +21,7 @@ import {
   type TaskResult,
   type TaskStatus,
 } from '@gsync/core';
-import { cacheOfTask, taskRefs } from './cache.js';
+import { cacheOfTask, taskRefs, withWorktrees } from './cache.js';
 import { changedFiles, extractTree, packFiles, readBaseFiles, withholdFiles, writeBaseFiles } from './files.js';
 import { taskPaths, type TaskPaths } from './paths.js';
 import { setState } from './status.js';
@@ -58,9 +58,13 @@ async function prepareRepo(paths: TaskPaths, manifest: TaskManifest, cache: stri
     await writeBaseFiles(paths.baseFiles, await extractTree(paths.tree, paths.repo, Number.MAX_SAFE_INTEGER));
     return manifest.tree.conflicted ?? [];
   }
-  await gitOps.git(cache, ['worktree', 'prune']);
   const refs = taskRefs(manifest.task_id);
-  await gitOps.git(cache, ['worktree', 'add', '-q', '--detach', paths.repo, refs.base]);
+  // Only the registration is made under the lock; the files are checked out beside other tasks'.
+  await withWorktrees(cache, async () => {
+    await gitOps.git(cache, ['worktree', 'prune']);
+    await gitOps.git(cache, ['worktree', 'add', '-q', '--no-checkout', '--detach', paths.repo, refs.base]);
+  });
+  await gitOps.git(paths.repo, ['reset', '-q', '--hard']);
   await gitOps.checkoutNewBranch(paths.repo, manifest.branch, manifest.base.commit);
   if (!manifest.merge) return [];
   const other = await gitOps.resolveCommit(paths.repo, refs.merge);

@@ -121,6 +121,29 @@ describe('gsync-node', () => {
     }
   });
 
+  it('checks out tasks starting at once from one object cache, each its own worktree', async () => {
+    const repo = gitRepo({ 'a.py': 'one\n' });
+    // Several rounds of eight at once: one run's `worktree prune` inside another's `worktree add` is then all but certain.
+    for (let round = 0; round < 4; round++) {
+      const workRoot = tempDir('gsync-work-');
+      const ids = Array.from({ length: 8 }, (_, i) => `S0${i + 1}`);
+      const dirs: string[] = [];
+      for (const id of ids) {
+        const accepted = await node(
+          ['accept', '--work-root', workRoot, '--project', 'proj', '--task', id],
+          taskTar(repo, `T ${id}\n\nwrite ${id}.txt x\n`, [], ['refs/heads/main'], id).tar,
+        );
+        expect(accepted.code, accepted.stderr).toBe(0);
+        dirs.push((JSON.parse(accepted.stdout) as { taskDir: string }).taskDir);
+      }
+      const runs = await Promise.all(dirs.map((dir) => node(['run', '--task-dir', dir])));
+      for (const r of runs) expect(r.code, r.stderr).toBe(0);
+      const report = await node(['report', '--work-root', workRoot, '--project', 'proj', ...ids.flatMap((id) => ['--task', id])]);
+      const reports = JSON.parse(report.stdout) as TaskReport[];
+      expect(reports.map((r) => `${r.task_id} ${r.status?.state} ${r.result?.changed_paths.join(',')}`)).toEqual(ids.map((id) => `${id} done ${id}.txt`));
+    }
+  });
+
   it('refuses a task stream with any other entry, and leaves no task dir behind', async () => {
     const repo = gitRepo();
     const workRoot = tempDir('gsync-work-');

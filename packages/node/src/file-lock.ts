@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { open, readFile, rm, stat } from 'node:fs/promises';
 import { processAlive } from '@gsync/core';
 
-/** A holder only reads status files and starts processes: one holding the lock this long is gone (and its pid reused). */
+/** A holder reads status files, starts processes or checks a task out: one holding the lock this long is gone (and its pid reused). */
 const MAX_HOLD_MS = 5 * 60_000;
 /** A holder writes its pid right after creating the file: one still without a pid after this long died in between. */
 const MAX_UNOWNED_MS = 10_000;
@@ -83,7 +83,7 @@ function ownerToken(): string {
 
 /**
  * Runs `fn` holding the lock file at `path`: one process at a time, on this machine,
- * whatever dies where. Waiting is a poll with jitter, as the lock is held for moments.
+ * whatever dies where. Waiting is a poll with jitter, as a lock is held for moments (a checkout at most).
  */
 export async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
   const token = ownerToken();
