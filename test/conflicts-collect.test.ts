@@ -88,4 +88,25 @@ describe('conflicts sees finished work', () => {
     expect(merged.tasks.map((t) => [t.task_id, t.outcome])).toEqual([['S01', 'merged']]);
     expect(w.repo.git('show', 'main:a.txt')).toBe('a\n');
   });
+
+  it('a collected task that dismiss sets aside is never merged, and its branch stays', async () => {
+    const w = world();
+    await dispatch(w.ctx, { project: 'proj', spec: specFile(w.specs, 'a.md', '# a\nwrite a.txt a\n'), node: 'l1' });
+    await dispatch(w.ctx, { project: 'proj', spec: specFile(w.specs, 'b.md', '# b\nwrite b.txt b\n'), node: 'l2' });
+    const held = await pullBundles(w.ctx, { project: 'proj', wait: true, interval: 0.1, timeout: 60, noMerge: true });
+    expect(held.unmerged?.map((u) => u.task_id)).toEqual(['S01', 'S02']);
+    const dismissed = await runCtl(w.configDir, ['dismiss', '--project', 'proj', '--task', 'S02', '--reason', 'not wanted']);
+    expect(dismissed.code, dismissed.err).toBe(0);
+    expect(dismissed.out).toContain('dismissed S02 (collected); kept task/proj-S02-l2');
+    const merged = await pullBundles(w.ctx, { project: 'proj' });
+    expect(merged.tasks.map((t) => [t.task_id, t.outcome])).toEqual([['S01', 'merged']]);
+    expect(merged.exit_code).toBe(0);
+    expect(w.repo.git('ls-tree', '--name-only', 'main').split('\n')).not.toContain('b.txt');
+    expect(w.repo.git('show', 'task/proj-S02-l2:b.txt')).toBe('b\n');
+    const rows = await status(w.ctx, { project: 'proj', offline: true });
+    expect(rows.map((r) => [r.task_id, r.state])).toEqual([
+      ['S01', 'merged'],
+      ['S02', 'dismissed'],
+    ]);
+  });
 });

@@ -409,13 +409,14 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     )
     .command(
       'dismiss',
-      'set a failed, timed-out, rejected, withheld or conflicted task aside, so that pull stops asking for it (exit 0 again); its branches are kept',
+      'set a failed, timed-out, rejected, withheld or conflicted task aside, so that pull stops asking for it (exit 0 again), or keep a collected one from merging; its branches are kept',
       (y) =>
         y
           .option('project', { type: 'string', demandOption: true, describe: 'project name from projects.json' })
           .option('task', { type: 'string', demandOption: true, describe: 'the task to set aside' })
           .option('reason', { type: 'string', describe: 'why: kept in the event log' })
           .example('$0 dismiss --project web --task S02 --reason "done by hand"', 'S02 failed; pull no longer exits 3 for it')
+          .example('$0 dismiss --project web --task S03', 'S03 was collected by pull --no-merge: the next pull leaves it off main')
           .example('$0 retry --project web --task S02', 'a dismissed task can still be sent again')
           .epilogue('exit codes: 0 dismissed (or already), 2 no such task, or it is running, merged or otherwise needs nothing'),
       async (a) => {

@@ -127,7 +127,9 @@ export function renderRunSummary(c: ChalkInstance, r: RunReport): string {
   }
   for (const o of r.outstanding) lines.push(`${c.red(`${o.outcome} (earlier)`.padEnd(10))} ${o.task_id} ${c.dim(`(${o.node})`)} ${o.branch}`);
   for (const u of r.unmerged ?? [])
-    lines.push(`${c.cyan('collected ')} ${u.task_id} ${c.dim(`(${u.node})`)} ${u.branch}, not merged (--no-merge): a pull merges it`);
+    lines.push(
+      `${c.cyan('collected ')} ${u.task_id} ${c.dim(`(${u.node})`)} ${u.branch}, not merged (--no-merge): a pull merges it, dismiss keeps it off main`,
+    );
   lines.push(c.dim(`${r.main_ref}: ${r.main_before.slice(0, 12)} → ${r.main_after.slice(0, 12)}; report: ${r.report_path}`));
   return lines.join('\n');
 }

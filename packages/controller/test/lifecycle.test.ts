@@ -99,7 +99,7 @@ describe('cancel and dismiss', () => {
   });
 
   it('dismisses what needs the user and has ended, and lets it be retried', () => {
-    expect([...DISMISSABLE_STATES].sort()).toEqual(['conflicted', 'failed', 'rejected', 'timeout', 'withheld']);
+    expect([...DISMISSABLE_STATES].sort()).toEqual(['collected', 'conflicted', 'failed', 'rejected', 'timeout', 'withheld']);
     for (const s of DISMISSABLE_STATES) expect(canTransition(s, 'dismissed')).toBe(true);
     for (const s of TASK_STATES) if (!DISMISSABLE_STATES.includes(s)) expect(canTransition(s, 'dismissed')).toBe(false);
     expect(TRANSITIONS.dismissed).toEqual(['retried']);

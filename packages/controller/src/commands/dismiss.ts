@@ -15,7 +15,7 @@ export interface DismissOptions {
 export interface DismissResult {
   task_id: string;
   node: string;
-  /** Its state before: failed, timeout, rejected, withheld or conflicted; `dismissed` when it was already. */
+  /** Its state before: failed, timeout, rejected, withheld, conflicted or collected; `dismissed` when it was already. */
   was: TaskState;
   state: 'dismissed';
   already: boolean;
@@ -26,7 +26,7 @@ export interface DismissResult {
 
 /**
  * `gsync-ctl dismiss`: sets a task that needs the user aside, so that pull stops asking
- * (and exits 0 again). Nothing else changes: its branches, its -wip branch and its task
+ * (and exits 0 again), or keeps a collected task (after `pull --no-merge`) off main. Nothing else changes: its branches, its -wip branch and its task
  * dir on the node stay, `cleanup` leaves them, and `retry` can still send it again.
  */
 export async function dismiss(ctx: Context, options: DismissOptions): Promise<DismissResult> {

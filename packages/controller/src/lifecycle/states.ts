@@ -13,8 +13,8 @@
  *
  *   dispatched | stale ─► cancelling ─► cancelled ─► retried
  *     (cancel: the node stops it; the next pull brings back what it did, as -wip only)
- *   failed | timeout | rejected | withheld | conflicted ─► dismissed ─► retried
- *     (dismiss: set aside, its branches kept; pull no longer asks attention for it)
+ *   failed | timeout | rejected | withheld | conflicted | collected ─► dismissed ─► retried
+ *     (dismiss: set aside, its branches kept; pull no longer asks attention for it, nor merges it)
  *
  * A `dispatching` row whose dispatch never reached the node is removed, not moved:
  * its id is free again.
@@ -43,7 +43,7 @@ export const TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>> = {
   dispatching: ['dispatched'],
   dispatched: ['collected', 'withheld', 'empty', 'failed', 'timeout', 'rejected', 'stale', 'cancelling'],
   stale: ['dispatched', 'failed', 'retried', 'cancelling'],
-  collected: ['merged', 'conflicted', 'rejected'],
+  collected: ['merged', 'conflicted', 'rejected', 'dismissed'],
   conflicted: ['resolved', 'dismissed'],
   failed: ['retried', 'dismissed'],
   timeout: ['retried', 'dismissed'],
@@ -76,8 +76,8 @@ export const ATTENTION_STATES: readonly TaskState[] = ['conflicted', 'withheld',
 export const RETRYABLE_STATES: readonly TaskState[] = ['stale', 'failed', 'timeout', 'rejected', 'withheld', 'cancelled', 'dismissed'];
 /** States `cancel` stops: the agent may still run on the node. */
 export const CANCELLABLE_STATES: readonly TaskState[] = ['dispatched', 'stale'];
-/** States `dismiss` sets aside: ended, needing the user, nothing of them on main. */
-export const DISMISSABLE_STATES: readonly TaskState[] = ['failed', 'timeout', 'rejected', 'withheld', 'conflicted'];
+/** States `dismiss` sets aside: ended, nothing of them on main; needing the user, or collected and kept off main. */
+export const DISMISSABLE_STATES: readonly TaskState[] = ['failed', 'timeout', 'rejected', 'withheld', 'conflicted', 'collected'];
 /** A resolution task in one of these is under way or done: a second one is refused. */
 export const LIVE_RESOLUTION_STATES: readonly TaskState[] = ['dispatching', 'dispatched', 'collected', 'merged'];
 
