@@ -70,5 +70,10 @@ describe('shell completion', () => {
     expect(commands).toEqual(expect.arrayContaining(['pull-bundles', 'status', 'cancel', 'doctor']));
     const flags = spawnSync(process.execPath, [CTL, '--get-yargs-completions', 'gsync-ctl', 'status', '--'], { encoding: 'utf8' }).stdout.split('\n');
     expect(flags).toEqual(expect.arrayContaining(['--project', '--all', '--offline', '--watch']));
+    // A one-letter alias is offered as typed, never as `--q`.
+    expect(flags).toContain('--quiet');
+    expect(flags.filter((f) => /^--.$/.test(f))).toEqual([]);
+    const short = spawnSync(process.execPath, [CTL, '--get-yargs-completions', 'gsync-ctl', 'status', '-'], { encoding: 'utf8' }).stdout.split('\n');
+    expect(short).toContain('-q');
   });
 });

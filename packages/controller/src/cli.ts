@@ -145,6 +145,16 @@ interface Global {
   timeout?: number;
 }
 
+/** Completions as yargs finds them, less a one-letter alias offered after "--" as "--q", which no one can type. */
+function withoutLongShorts(
+  _current: string,
+  _argv: unknown,
+  complete: (onCompleted: (error: Error | null, found: string[] | undefined) => void) => void,
+  done: (completions: string[]) => void,
+): void {
+  complete((error, found) => done(error ? [] : (found ?? []).filter((c) => !/^--.(:|$)/.test(c))));
+}
+
 /**
  * gsync-ctl: flags are parsed here and handed to the commands, each an
  * `async (ctx, options) => result` in commands/, imported when used.
@@ -664,7 +674,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       1,
       'name a command: init, node add, project add, doctor, dispatch, pull-bundles, conflicts, resolve, retry, cancel, dismiss, status, logs or cleanup',
     )
-    .completion('completion', 'print a bash (or zsh) completion script: gsync-ctl completion >> ~/.bashrc')
+    .completion('completion', 'print a bash (or zsh) completion script: gsync-ctl completion >> ~/.bashrc', withoutLongShorts)
     .strict()
     .recommendCommands()
     .help()
