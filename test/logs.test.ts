@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { chmodSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -136,6 +136,28 @@ describe('gsync-ctl logs', () => {
     store.close();
     const early = await runCtl(w.configDir, ['logs', '--project', 'proj', '--task', 'S02', '--follow']);
     expect([early.code, early.out, early.err]).toEqual([4, '', 'task S02 is not on l1 yet: it is still being sent\n']);
+  });
+
+  it('a node whose follow answers at once, the log never moving, is asked again at most once a second', async () => {
+    const w = setup();
+    await w.send('# talk\nsay hello\n');
+    await ended(w.statusFile());
+    // A node that answers every tail at once with "still running, nothing new"; every other call goes to the real tool.
+    const dir = tempDir('gsync-fake-');
+    const calls = join(dir, 'calls');
+    const bin = join(dir, 'node-bin');
+    const end = JSON.stringify({ end: { exists: true, offset: 0, size: 0, state: 'running', final: false } });
+    writeFileSync(bin, `#!/bin/sh\nfor a in "$@"; do if [ "$a" = tail ]; then echo >> '${calls}'; printf '%s\\n' '${end}'; exit 0; fi; done\nexec node "$@"\n`);
+    chmodSync(bin, 0o755);
+    writeConfig(w.configDir, { nodes: [{ name: 'l1', transport: 'local', agent: TALK, node_bin: bin }] }, { proj: { repo_local: gitRepo().dir } });
+    const started = Date.now();
+    const r = await runCtl(w.configDir, ['--timeout', '4', 'logs', '--project', 'proj', '--task', 'S01', '--follow']);
+    const asked = readFileSync(calls, 'utf8').length;
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(r.out).toBe('');
+    // The first read and about one follow a second: never the hundreds a loop without a pause makes.
+    expect(asked).toBeGreaterThanOrEqual(2);
+    expect(asked).toBeLessThanOrEqual(6);
   });
 
   it('Ctrl-C on a follow leaves no process on the node', async () => {

@@ -41,8 +41,9 @@ const frame = (value: unknown) => `${JSON.stringify(value)}\n`;
 const END = frame({ end: { exists: true, offset: 5, size: 5, state: 'done', final: true } });
 
 describe('reading a node answer to tail', () => {
-  it('takes data, skips and the end line', async () => {
-    const n = await nodeAnswering(Buffer.from(`${frame({ skip: 7 })}${frame({ data: 5 })}hello${END}`));
+  it('takes data, skips (told as one before the next data) and the end line', async () => {
+    const end = frame({ end: { exists: true, offset: 12, size: 12, state: 'done', final: true } });
+    const n = await nodeAnswering(Buffer.from(`${frame({ skip: 3 })}${frame({ skip: 4 })}${frame({ data: 5 })}hello${end}`));
     expect(await n.tail()).toMatchObject({ exists: true, state: 'done', final: true });
     expect(n.got()).toBe('hello');
     expect(n.skipped).toEqual([7]);
@@ -56,6 +57,13 @@ describe('reading a node answer to tail', () => {
     ['no end line', `${frame({ data: 5 })}hello`, /ended before its end line/],
     ['a data frame cut short', `${frame({ data: 50 })}hello`, /ended before its end line/],
     ['a state that is none', frame({ end: { exists: true, state: '\x1b]0;x\x07' } }), /outside the protocol/],
+    ['a flood of skip lines', `${frame({ skip: 1048576 }).repeat(5000)}${END}`, /more than 4096 skip lines/],
+    [
+      'an end before what it sent',
+      `${frame({ data: 5 })}hello${frame({ end: { exists: true, offset: 0, size: 5 } })}`,
+      /ends at offset 0 of 5 bytes, after sending 5/,
+    ],
+    ['an end past the log', frame({ end: { exists: true, offset: 9, size: 5 } }), /ends at offset 9 of 5 bytes/],
   ];
   for (const [what, answer, error] of hostile) {
     it(`refuses ${what}`, async () => {

@@ -11,6 +11,8 @@ import { withNode } from '../ssh/connect.js';
 const CALL_BYTES = 1024 * 1024;
 /** How long one follow call waits on the node for the log to grow. */
 const FOLLOW_SECONDS = 30;
+/** Follow calls that come back at once, the log not flowing, are this far apart at least. */
+const FOLLOW_MIN_MS = 1000;
 
 /** A piece of the log for the caller to show: text (raw, for it to escape), or how many bytes were left out. */
 export type LogPiece = { kind: 'text'; text: string } | { kind: 'skipped'; bytes: number };
@@ -90,6 +92,8 @@ export async function logs(ctx: Context, options: LogsOptions): Promise<LogsResu
         const trim = first && options.lines !== undefined;
         const left = ctx.deadline === undefined ? Infinity : Math.floor((ctx.deadline - Date.now()) / 1000);
         if (!first && left < 1) return;
+        const asked = Date.now();
+        let got = 0;
         const end = await tailAgentLog(
           t,
           node,
@@ -98,6 +102,7 @@ export async function logs(ctx: Context, options: LogsOptions): Promise<LogsResu
           { from: result.offset, follow: !first, maxBytes, seconds: Math.max(0, Math.min(options.followSeconds ?? FOLLOW_SECONDS, left)) },
           {
             data: (bytes) => {
+              got += bytes.length;
               const text = decoder.write(bytes);
               if (trim) window.push(text);
               else if (text) return options.onLog({ kind: 'text', text });
@@ -117,6 +122,9 @@ export async function logs(ctx: Context, options: LogsOptions): Promise<LogsResu
         Object.assign(result, { state: end.state ?? null, final: end.final === true, stopped: end.stopped === true, offset: end.offset ?? result.offset });
         if (end.error) result.error = end.error;
         if (!options.follow || result.final || result.stopped) return;
+        // A follow that came back at once with the log not flowing is asked again no sooner than a second on.
+        const early = FOLLOW_MIN_MS - (Date.now() - asked);
+        if (!first && early > 0 && got < maxBytes) await new Promise((r) => setTimeout(r, early));
       }
     });
     const rest = decoder.end();

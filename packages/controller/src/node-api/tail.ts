@@ -8,6 +8,8 @@ import { toolPath } from './install.js';
 
 /** A frame header is a short JSON line; anything longer is not one. */
 const HEADER_CAP = 8 * 1024;
+/** An honest node says it left bytes out at most once per look at the log (4 a second): far fewer than this in one call. */
+const SKIP_CAP = 4096;
 
 const TailEnd = z.object({
   exists: z.boolean(),
@@ -38,23 +40,38 @@ export interface LogSink {
 
 /**
  * Reads `gsync-node tail`'s frames: at most `cap` bytes of log in all, each header a
- * short JSON line, nothing after the end. Anything else fails the stream, which ends the
- * command on the node.
+ * short JSON line, a bounded number of skips (told to the sink as one, before the next
+ * log bytes), nothing after the end, nothing after `deadline`. Anything else fails the
+ * stream, which ends the command on the node.
  */
 class Frames extends Writable {
   private header = Buffer.alloc(0);
   /** Log bytes of the current data frame still to come. */
   private want = 0;
-  private received = 0;
+  /** Log bytes received, and bytes the node said it left out. */
+  received = 0;
+  skipped = 0;
+  private skips = 0;
+  /** Left out since the sink was last told. */
+  private unsaid = 0;
   /** The end line, once read. */
   ending: TailEnd | undefined;
 
   constructor(
     private readonly node: string,
     private readonly cap: number,
+    private readonly deadline: number,
     private readonly sink: LogSink,
   ) {
     super();
+  }
+
+  /** Tells the sink of the bytes left out since it last heard, if any. */
+  async flushSkipped(): Promise<void> {
+    if (this.unsaid === 0) return;
+    const bytes = this.unsaid;
+    this.unsaid = 0;
+    await this.sink.skipped(bytes);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (error?: Error | null) => void): void {
@@ -71,6 +88,7 @@ class Frames extends Writable {
   }
 
   private async take(chunk: Buffer): Promise<void> {
+    if (Date.now() > this.deadline) this.fail('more than the time the call was given');
     let rest = chunk;
     while (rest.length > 0) {
       if (this.want > 0) {
@@ -96,8 +114,12 @@ class Frames extends Writable {
         this.received += frame.data.data;
         if (this.received > this.cap) this.fail(`more than the ${this.cap} bytes of log asked for`);
         this.want = frame.data.data;
-      } else if ('skip' in frame.data) await this.sink.skipped(frame.data.skip);
-      else this.ending = frame.data.end;
+        await this.flushSkipped();
+      } else if ('skip' in frame.data) {
+        if (++this.skips > SKIP_CAP) this.fail(`more than ${SKIP_CAP} skip lines`);
+        this.skipped += frame.data.skip;
+        this.unsaid += frame.data.skip;
+      } else this.ending = frame.data.end;
     }
   }
 }
@@ -135,7 +157,8 @@ export async function tailAgentLog(t: NodeTransport, node: NodeConfig, project: 
     String(Math.ceil(options.seconds)),
     ...(options.follow ? ['--follow'] : []),
   ];
-  const frames = new Frames(node.name, options.maxBytes, sink);
+  // Silence is bounded by the idle limit below, a flood by this: the node's follow time and its answer time.
+  const frames = new Frames(node.name, options.maxBytes, Date.now() + (options.seconds + node.answer_timeout_seconds) * 1000, sink);
   let problem: Error | undefined;
   frames.on('error', (error) => {
     problem ??= error;
@@ -155,6 +178,14 @@ export async function tailAgentLog(t: NodeTransport, node: NodeConfig, project: 
   await finished(frames).catch(() => undefined);
   if (problem) throw problem;
   if (!frames.whole || !frames.ending) throw new ProtocolError(`node ${node.name}: the answer to tail ended before its end line`);
+  // It read from `from` (or from where a shrunk log ends now) on, so it ended past all it sent or left out, within the log.
+  const { offset, size } = frames.ending;
+  if ((offset !== undefined && offset < frames.received + frames.skipped) || (offset !== undefined && size !== undefined && offset > size)) {
+    throw new ProtocolError(
+      `node ${node.name}: the answer to tail ends at offset ${offset} of ${size ?? '?'} bytes, after sending ${frames.received} and leaving out ${frames.skipped}`,
+    );
+  }
+  await frames.flushSkipped();
   return frames.ending;
 }
 
