@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -87,7 +87,7 @@ async function pullTampered(c: Case) {
   const changed = { ...result, changed_paths: c.changed, files };
   writeFileSync(join(task, 'result.json'), JSON.stringify(c.patch ? c.patch(changed) : changed));
   const report = await pullBundles(ctx, { project: 'proj', wait: true, interval: 0.1, timeout: 60 });
-  return { report, task: report.tasks[0]!, branch: sent.branch };
+  return { report, task: report.tasks[0]!, branch: sent.branch, configDir };
 }
 
 /** Nothing of a rejected result is anywhere in the repository. */
@@ -149,6 +149,28 @@ describe('a hostile result in the scp mode', () => {
       /finished_at/,
     ],
     [
+      'a name HFS+ reads as .git (an ignorable code point in it)',
+      { entries: [{ name: '.git\u200c/hooks/post-checkout', body: 'x', mode: 0o755 }], changed: ['.git\u200c/hooks/post-checkout'] },
+      /unsafe path/,
+    ],
+    ['a name NTFS reads as .git (its short name)', { entries: [{ name: 'x/GIT~1/config', body: 'x' }], changed: ['x/GIT~1/config'] }, /unsafe path/],
+    [
+      'a name NTFS reads as .git (an alternate stream)',
+      { entries: [{ name: '.git::$INDEX_ALLOCATION/config', body: 'x' }], changed: ['.git::$INDEX_ALLOCATION/config'] },
+      /unsafe path/,
+    ],
+    ['a name HFS+ reads as .gitmodules', { entries: [{ name: '.gitmodules\u200d', body: 'x' }], changed: ['.gitmodules\u200d'] }, /submodule settings/],
+    [
+      'a file written where a folder was, its files not listed as deleted',
+      { entries: [{ name: 'src', body: 'x' }], changed: ['src'] },
+      /change "src\/app.py", which result.json does not list/,
+    ],
+    [
+      'a file written under a file, that file not listed as deleted',
+      { entries: [{ name: 'README.md/x', body: 'x' }], changed: ['README.md/x'] },
+      /change "README.md", which result.json does not list/,
+    ],
+    [
       'a bundle and files at once',
       { entries: [{ name: 'src/app.py', body: 'x' }], changed: ['src/app.py'], patch: (r) => ({ ...r, bundle: r.files!.file, head: base }) },
       /neither a bundle with its head nor a tar/,
@@ -164,11 +186,15 @@ describe('a hostile result in the scp mode', () => {
     });
   }
 
-  it('merges lawful names exactly: spaces, a leading quote, a line break, a backslash, non-ASCII', async () => {
-    const names = ['dir with space/a b.txt', '"quoted.txt', 'line\nbreak.txt', 'back\\slash.txt', 'ünï/çødé.txt'];
-    const { task } = await pullTampered({ entries: names.map((name) => ({ name, body: `${name}\n` })), changed: names });
+  it('merges lawful names exactly: spaces, a leading quote, a line break, a backslash, non-ASCII, C1 and bidi', async () => {
+    const names = ['dir with space/a b.txt', '"quoted.txt', 'line\nbreak.txt', 'back\\slash.txt', 'ünï/çødé.txt', 'c1\u009b31m\u202etxt.exe'];
+    const { task, configDir } = await pullTampered({ entries: names.map((name) => ({ name, body: `${name}\n` })), changed: names });
     expect(task.outcome).toBe('merged');
     for (const name of names) expect(repo.git('cat-file', 'blob', `main:${name}`)).toBe(`${name}\n`);
+    // The store keeps the names as they are, written as \u escapes: no C1 or bidi character in its files.
+    const stored = ['gsync.db', 'gsync.db-wal'].map((f) => join(configDir, f)).filter(existsSync);
+    for (const f of stored) for (const ch of ['\u009b', '\u202e']) expect(readFileSync(f).includes(Buffer.from(ch))).toBe(false);
+    expect(readFileSync(join(configDir, 'gsync.db')).includes(Buffer.from('c1\\u009b31m\\u202etxt.exe'))).toBe(true);
     base = repo.head('main');
   });
 });

@@ -1,4 +1,4 @@
-import { errorMessage, inert } from '@gsync/core';
+import { errorMessage, inert, inertJson } from '@gsync/core';
 import type { Session } from './context.js';
 
 export interface Alert {
@@ -26,7 +26,7 @@ export async function raiseAlert(session: Session, alert: Alert): Promise<void> 
   if (!argv) return;
   const { execa } = await import('execa');
   const run = await execa(argv[0]!, argv.slice(1), {
-    input: `${JSON.stringify({ ...alert, message, at: session.ctx.now().toISOString() })}\n`,
+    input: `${inertJson({ ...alert, message, at: session.ctx.now().toISOString() })}\n`,
     stdout: 'ignore',
     stderr: 'ignore',
     reject: false,

@@ -152,7 +152,30 @@ export type TaskResult = z.infer<typeof TaskResult>;
 /** A path as git would store it in a tree: relative, `/`-separated, no empty, `.`, `..` or `.git` component. */
 export function safeTreePath(path: string): boolean {
   if (path === '' || path.startsWith('/') || path.includes('\0')) return false;
-  return path.split('/').every((c) => c !== '' && c !== '.' && c !== '..' && c.toLowerCase() !== '.git');
+  return path.split('/').every((c) => c !== '' && c !== '.' && c !== '..' && gitDotfile(c) !== '.git');
+}
+
+/** Code points HFS+ ignores in a name, so that `.git\u200c` is `.git` there. */
+const HFS_IGNORED = /[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]/g;
+
+/**
+ * Which of git's own names a path component is on some file system git protects, as
+ * git's fsck reads it (hasDotgit, hasDotgitmodules): `.git` or `.gitmodules` in any case,
+ * with the code points HFS+ ignores anywhere, NTFS's trailing dots and spaces or an
+ * alternate stream (`.git::$INDEX_ALLOCATION`), after a backslash, or as the 8.3 short
+ * name (`GIT~1`, `GITMOD~1`, `GI7EBA~1`). Undefined for any other name.
+ */
+export function gitDotfile(component: string): '.git' | '.gitmodules' | undefined {
+  for (const piece of component.split('\\')) {
+    const name = piece
+      .replace(HFS_IGNORED, '')
+      .toLowerCase()
+      .replace(/:.*$/s, '')
+      .replace(/[. ]+$/, '');
+    if (name === '.git' || name === 'git~1') return '.git';
+    if (name === '.gitmodules' || /^(gitmod|gi7eba)~[1-9][0-9]*$/.test(name)) return '.gitmodules';
+  }
+  return undefined;
 }
 
 /** The file a finished result travels in: its bundle, or in the scp mode its tar of files. Undefined for a result that has neither (refused). */

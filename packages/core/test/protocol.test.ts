@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type * as z from 'zod/mini';
-import { TaskManifest, TaskReport, TaskResult, TaskStatus, describeZodError, isFinal, resultFile, safeTreePath } from '@gsync/core';
+import { TaskManifest, TaskReport, TaskResult, TaskStatus, describeZodError, gitDotfile, isFinal, resultFile, safeTreePath } from '@gsync/core';
 
 const SHA1 = '0123456789abcdef0123456789abcdef01234567';
 const SHA1_B = 'fedcba9876543210fedcba9876543210fedcba98';
@@ -169,6 +169,9 @@ describe('TaskResult', () => {
   it('tells a safe tree path from one that leaves the tree or enters .git', () => {
     for (const ok of ['a', 'api/pack.py', 'a b/c', '.github/x', '..a', 'a\\b']) expect(safeTreePath(ok)).toBe(true);
     for (const bad of ['', '/etc/passwd', '../x', 'a/../b', 'a//b', './a', 'a/', '.git/config', 'x/.GIT/hooks', 'a\0b']) expect(safeTreePath(bad)).toBe(false);
+    // Names a file system reads as .git: HFS+ ignores some code points, NTFS trailing dots, spaces and streams, and has short names.
+    for (const bad of ['.git\u200c/hooks/x', 'x/.G\u200dIT\ufeff/config', '.git./x', '.git ./x', '.git::$INDEX_ALLOCATION/x', 'GIT~1/config', 'a\\.git/x'])
+      expect(safeTreePath(bad), JSON.stringify(bad)).toBe(false);
   });
 });
 
@@ -218,5 +221,16 @@ describe('describeZodError', () => {
   it('uses the name message for a bad name', () => {
     const r = TaskResult.safeParse(withField(result(), 'project', 'a/b'));
     expect(describeZodError(r.error!)).toEqual({ path: 'project', message: 'is not a valid name' });
+  });
+});
+
+describe('gitDotfile', () => {
+  it('reads a name as git fsck does: .git and .gitmodules in every disguise, nothing else', () => {
+    for (const name of ['.git', '.GIT', '.git\u200e', '\u202a.git', '.git. . ', '.git:stream', 'git~1', 'GIT~1.', 'x\\.git'])
+      expect(gitDotfile(name), JSON.stringify(name)).toBe('.git');
+    for (const name of ['.gitmodules', '.GitModules\u206a', '.gitmodules ', 'GITMOD~1', 'gi7eba~12'])
+      expect(gitDotfile(name), JSON.stringify(name)).toBe('.gitmodules');
+    for (const name of ['.github', 'git', '.gitignore', 'x.git', '.git-x', 'git~0', 'git~1x', '.gitmodulesx', 'gitmod~0', '..git'])
+      expect(gitDotfile(name), JSON.stringify(name)).toBeUndefined();
   });
 });

@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -21,7 +21,7 @@ import {
 } from '@gsync/core';
 import { fetchTaskFile } from '../node-api/calls.js';
 import { downloadVerified } from '../result/download.js';
-import { dropQuarantine, incomingDir, openQuarantine, type Quarantine } from '../result/quarantine.js';
+import { dropQuarantine, incomingDir, indexPackStrict, openQuarantine, type Quarantine } from '../result/quarantine.js';
 import type { TaskRow } from '../store/store.js';
 import { bundleCarrier, resultPath } from './bundle.js';
 import type { Carrier, CodeParcel, IncomingResult, OutgoingCode, Receipt } from './carrier.js';
@@ -179,22 +179,19 @@ async function receiveFiles({ project, node, task, result, transport, gitDir, sc
   try {
     if (!arrived) await downloadVerified(download, files.file, (out) => fetchTaskFile(transport, node, task.project, task.task_id, FILES.resultTree, out));
     failpoint('pull:after-download');
-    const base = await openQuarantine(gitDir, scratch);
-    const repo = join(base.dir, 'build.git');
-    q = {
-      dir: base.dir,
-      objects: join(repo, 'objects'),
-      env: {
-        GIT_OBJECT_DIRECTORY: join(repo, 'objects'),
-        GIT_ALTERNATE_OBJECT_DIRECTORIES: join(gitDir, 'objects'),
-        GIT_QUARANTINE_PATH: join(repo, 'objects'),
-      },
-    };
-    await gitOps.git(base.dir, ['init', '-q', '--bare', repo]);
-    await mkdir(join(repo, 'objects', 'info'), { recursive: true });
-    await writeFile(join(repo, 'objects', 'info', 'alternates'), `${join(gitDir, 'objects')}\n`);
+    q = await openQuarantine(gitDir, scratch);
+    // fast-import builds the commit in a repository of its own beside the quarantine, borrowing the real one's objects.
+    const build = join(q.dir, 'build.git');
+    await gitOps.git(q.dir, ['init', '-q', '--bare', build]);
+    await mkdir(join(build, 'objects', 'info'), { recursive: true });
+    await writeFile(join(build, 'objects', 'info', 'alternates'), `${join(gitDir, 'objects')}\n`);
     const mergeTree = task.merge_head ? (await gitOps.mergeTree(project.repo_local, task.base_commit, task.merge_head)).tree : undefined;
-    const head = await importFiles(repo, download, { task, result, time, changed, deleted, mergeTree });
+    const head = await importFiles(build, download, { task, result, time, changed, deleted, mergeTree });
+    // Its objects then pass git's fsck as a bundle's do: `index-pack --strict` takes them into the quarantine.
+    await indexPackStrict(project.repo_local, q, await onlyPack(build), 0);
+    await rm(build, { recursive: true, force: true });
+    const unlisted = await unlistedChange(project.repo_local, q, mergeTree ?? task.base_commit, head, changed);
+    if (unlisted !== undefined) throw new ProtocolError(`the result's files change ${JSON.stringify(unlisted)}, which result.json does not list as changed`);
     return { kind: 'quarantined', quarantine: q, head };
   } catch (error) {
     if (q) await dropQuarantine(q);
@@ -203,6 +200,24 @@ async function receiveFiles({ project, node, task, result, transport, gitDir, sc
   } finally {
     await rm(download, { force: true });
   }
+}
+
+/** The one pack fast-import wrote. */
+async function onlyPack(repo: string): Promise<string> {
+  const dir = join(repo, 'objects', 'pack');
+  const packs = (await readdir(dir)).filter((f) => f.endsWith('.pack'));
+  if (packs.length !== 1) throw new ProtocolError(`the result's files made ${packs.length} packs, not one`);
+  return join(dir, packs[0]!);
+}
+
+/**
+ * A path the commit changes that result.json does not list, if any: a file written where
+ * a listed file's folder was (or under a file's name) deletes what was there, and that
+ * must be listed too. Listed paths git sees no change in (a mode git does not keep) are fine.
+ */
+async function unlistedChange(repo: string, q: Quarantine, from: string, head: string, changed: ReadonlySet<string>): Promise<string | undefined> {
+  const diff = await gitOps.git(repo, ['diff-tree', '-r', '--no-renames', '--name-only', '-z', from, head], { env: q.env });
+  return diff.stdout.split('\0').find((p) => p !== '' && !changed.has(p));
 }
 
 interface ImportPlan {

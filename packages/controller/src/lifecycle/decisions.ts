@@ -1,4 +1,4 @@
-import { inert, isFinal, type NodeState, type TaskReport, type TaskResult } from '@gsync/core';
+import { inert, inertJson, isFinal, type NodeState, type TaskReport, type TaskResult } from '@gsync/core';
 import { EXIT } from '../exit-codes.js';
 import type { RunReport } from '../report/report.js';
 import type { TaskFields, TaskRow } from '../store/store.js';
@@ -81,7 +81,7 @@ export function finishStep(task: Named, answer: Extract<Answer, { kind: 'finishe
     const why = `${answer.withheld.length} file(s) kept on the node as secrets: ${held}; ${rest}`;
     const fields: TaskFields =
       collected?.kind === 'collected'
-        ? { result_head: collected.head, result_commits: collected.commits, changed_paths: JSON.stringify(collected.paths), collected_at: now }
+        ? { result_head: collected.head, result_commits: collected.commits, changed_paths: inertJson(collected.paths), collected_at: now }
         : {};
     return {
       to: 'withheld',
@@ -102,7 +102,7 @@ export function finishStep(task: Named, answer: Extract<Answer, { kind: 'finishe
     };
   }
   const resultFields: TaskFields = collected
-    ? { result_head: collected.head, result_commits: collected.commits, changed_paths: JSON.stringify(collected.paths), finished_at, collected_at: now }
+    ? { result_head: collected.head, result_commits: collected.commits, changed_paths: inertJson(collected.paths), finished_at, collected_at: now }
     : {};
   if (collected && !collected.wip) {
     return {
@@ -146,7 +146,7 @@ export function cancelledStep(task: Named, answer: Exclude<Answer, { kind: 'runn
       fields: {
         result_head: collected.head,
         result_commits: collected.commits,
-        changed_paths: JSON.stringify(collected.paths),
+        changed_paths: inertJson(collected.paths),
         wip_branch: collected.branch,
         finished_at,
         collected_at: now,

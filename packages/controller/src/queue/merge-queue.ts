@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { ZERO_OID, failpoint, gitOps, incomingRef, inert } from '@gsync/core';
+import { ZERO_OID, failpoint, gitOps, incomingRef, inert, inertJson } from '@gsync/core';
 import type { ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
 import { mergeTurn } from '../lifecycle/decisions.js';
@@ -77,7 +77,7 @@ async function mergeOne(
       session,
       task,
       'conflicted',
-      { conflict_paths: JSON.stringify(plan.paths), error: plan.messages.join('; ') || null },
+      { conflict_paths: inertJson(plan.paths), error: plan.messages.join('; ') || null },
       {
         level: 'warn',
         kind: 'conflicted',

@@ -1,3 +1,4 @@
+import { inertJson } from '@gsync/core';
 import type { TaskReport, TaskResult } from '@gsync/core';
 import type { ProjectConfig } from '../config.js';
 import type { Session } from '../context.js';
@@ -45,7 +46,7 @@ export async function settle(
   if (answer.kind === 'running') return;
   if (answer.withheld.length > 0) {
     const withheld = answer.withheld;
-    store.updateTask(project.name, task.task_id, { withheld: JSON.stringify(withheld) });
+    store.updateTask(project.name, task.task_id, { withheld: inertJson(withheld) });
     session.log({
       ...at,
       level: 'warn',

@@ -1,4 +1,15 @@
-import { MAX_SCAN_BYTES, contentFindings, describeFindings, git, gitOps, newFindings, scanFile, type SecretFinding, type SecretPolicy } from '@gsync/core';
+import {
+  MAX_SCAN_BYTES,
+  contentFindings,
+  describeFindings,
+  git,
+  gitDotfile,
+  gitOps,
+  newFindings,
+  scanFile,
+  type SecretFinding,
+  type SecretPolicy,
+} from '@gsync/core';
 import { TooManyPaths, ZERO, countChangedPaths, historyChanges, listChanges, type Change } from './changes.js';
 import { ObjectReader, blobSizes, readBlobs } from './object-reader.js';
 import { linkEscapes } from './symlinks.js';
@@ -89,20 +100,15 @@ async function pathCountFits({ repo, env, base, head, limits }: InspectRequest):
 }
 
 function badComponent(path: string): string | undefined {
-  for (const segment of path.split('/')) {
-    const s = segment.toLowerCase().replace(/[. ]+$/, '');
-    if (s === '.git' || s === 'git~1') return segment;
-    if (segment === '..' || segment === '.' || segment === '') return segment;
-  }
-  return undefined;
+  return path.split('/').find((segment) => gitDotfile(segment) === '.git' || segment === '..' || segment === '.' || segment === '');
 }
 
-/** No `.git`, `..` or empty component; no submodule settings or gitlinks. */
+/** No `.git` (or a name a file system reads as it), `..` or empty component; no submodule settings or gitlinks. */
 function pathProblem(changes: readonly Change[], added: readonly Change[]): string | undefined {
   for (const c of changes) {
     const bad = badComponent(c.path);
-    if (bad !== undefined) return `the result has a path with a forbidden component "${bad}": ${q(c.path)}`;
-    if (c.path === '.gitmodules' || c.path.endsWith('/.gitmodules')) return `the result changes ${q(c.path)}: submodule settings are not accepted from a node`;
+    if (bad !== undefined) return `the result has a path with a forbidden component ${q(bad)}: ${q(c.path)}`;
+    if (gitDotfile(c.path.split('/').at(-1)!) === '.gitmodules') return `the result changes ${q(c.path)}: submodule settings are not accepted from a node`;
   }
   const gitlink = added.find((c) => c.newMode === '160000');
   return gitlink ? `the result adds a submodule (gitlink) at ${q(gitlink.path)}: not accepted from a node` : undefined;

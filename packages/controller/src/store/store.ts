@@ -4,6 +4,7 @@ import type Database from 'better-sqlite3';
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ConfigError, UsageError } from '@gsync/core/errors';
+import { inertJson } from '@gsync/core/inert';
 import { MIGRATIONS } from './migrations.js';
 import { OPEN_STATES, type TaskState } from '../lifecycle/states.js';
 
@@ -287,7 +288,7 @@ export class Store {
         event.node ?? null,
         event.kind,
         event.message,
-        event.data === undefined ? null : JSON.stringify(event.data),
+        event.data === undefined ? null : inertJson(event.data),
       );
   }
 
