@@ -172,6 +172,20 @@ describe('--timeout bounds a whole command', () => {
     expect(w.repo.git('show', 'main:a.txt')).toBe('a\n');
   });
 
+  it('pull --wait: a task still running at --timeout is said to run (exit 4), and its node is not called unreachable', async () => {
+    const w = world();
+    await dispatch(w.ctx, { project: 'proj', spec: specFile(w.specs, 'a.md', 'sleep 8\nwrite a.txt a\n') });
+    const started = Date.now();
+    const r = await runCtl(w.ctx.configDir, ['--json', 'pull', '--project', 'proj', '--wait', '--interval', '5', '--timeout', '3']);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(r.code, r.err).toBe(4);
+    const report = JSON.parse(r.out) as { pending: { task_id: string }[]; unreachable: unknown[] };
+    expect(report.unreachable).toEqual([]);
+    expect(report.pending.map((t) => t.task_id)).toEqual(['S01']);
+    expect(r.err).not.toContain('--timeout; it was ended');
+    await finished(w.tasks, ['S01']);
+  });
+
   it('refuses a --timeout that is not a positive number, with exit 2', async () => {
     const w = world();
     for (const bad of ['0', '-1', 'soon']) {

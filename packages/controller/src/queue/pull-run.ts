@@ -129,7 +129,8 @@ async function pullRounds(session: Session, project: ProjectConfig, options: Pul
   const { store, ctx } = session;
   const sleep = options.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
   const waiting = options.onWaiting ? new Waiting(options.onWaiting) : undefined;
-  const deadline = ctx.now().getTime() + (options.timeout ?? Infinity) * 1000;
+  // The sooner of the pull's --timeout and the command's.
+  const deadline = Math.min(ctx.now().getTime() + (options.timeout ?? Infinity) * 1000, ctx.deadline ?? Infinity);
   for (let round = 0; ; round++) {
     const roundStart = performance.now();
     run.unreachable = [];
@@ -154,7 +155,10 @@ async function pullRounds(session: Session, project: ProjectConfig, options: Pul
     // Each node answers as soon as a task needs a look; a node that cannot be asked so is polled every interval.
     const waited = await waitForChange(session, project, links, Math.min(Math.max(interval / 1000, LONG_POLL_SECONDS), left / 1000), waiting);
     // A node that answers at once every time still gets a round no more often than MIN_ROUND_GAP_MS.
-    await sleep(waited === 'unavailable' ? interval : Math.max(0, Math.min(interval, MIN_ROUND_GAP_MS) - (performance.now() - roundStart)));
+    const pause = waited === 'unavailable' ? interval : Math.max(0, Math.min(interval, MIN_ROUND_GAP_MS) - (performance.now() - roundStart));
+    await sleep(Math.max(0, Math.min(pause, deadline - ctx.now().getTime())));
+    // Out of time: what still runs is reported as running (exit 4), not asked about past the deadline.
+    if (deadline - ctx.now().getTime() <= 0) break;
   }
 }
 
