@@ -160,3 +160,32 @@ describe('gsync-ctl end to end', () => {
     writeFileSync(join(configDir, 'unused'), '');
   });
 });
+
+describe('gsync-ctl as other programs use it', () => {
+  it('status --watch stops at --timeout', () => {
+    const { configDir } = world();
+    const started = Date.now();
+    const r = spawnSync(process.execPath, [CTL, '--config-dir', configDir, '--timeout', '3', 'status', '--project', 'proj', '--offline', '--watch', '1'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.error).toBeUndefined();
+    expect(r.status).toBe(0);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(r.stdout.match(/every 1 s, Ctrl-C stops/g)?.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a reader that goes away (| head) ends it quietly with 141, no stack trace', () => {
+    const { configDir } = world();
+    const line = `${JSON.stringify(process.execPath)} ${JSON.stringify(CTL)} --config-dir ${JSON.stringify(configDir)} status --project proj --offline --watch 0.2 | head -c 1 >/dev/null; echo "rc=\${PIPESTATUS[0]}" >&2`;
+    const r = spawnSync('bash', ['-c', line], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.stderr).toBe('rc=141\n');
+  });
+
+  it('a name with a bad character is refused with an example of its own kind', () => {
+    const { configDir } = world();
+    const r = ctl(configDir, 'node', 'add', 'bad/name', '--transport', 'local');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('choose a node like "gpu-1" or "vm.eu"');
+  });
+});

@@ -69,7 +69,7 @@ const FLAGS = [
 export const SCHEMA_VERSION = 1;
 
 /** A command's result as `--json` prints it: the object with its schema_version first. */
-const asJson = (value: object) => JSON.stringify({ schema_version: SCHEMA_VERSION, ...value }, null, 2);
+const asJson = (value: object) => inertJson({ schema_version: SCHEMA_VERSION, ...value }, 2);
 
 function editDistance(a: string, b: string): number {
   let row = Array.from({ length: b.length + 1 }, (_, j) => j);
@@ -462,14 +462,15 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           return;
         }
         const every = a.watch > 0 ? a.watch : 2;
-        // Runs until Ctrl-C: nothing here writes, so stopping at any point leaves nothing half done.
+        // Runs until Ctrl-C or --timeout: nothing here writes, so stopping at any point leaves nothing half done.
         for (;;) {
           const rows = await ask();
-          if (a.json) print(JSON.stringify({ schema_version: SCHEMA_VERSION, tasks: rows }));
+          if (a.json) print(inertJson({ schema_version: SCHEMA_VERSION, tasks: rows }));
           else {
             const head = `${ctx.now().toISOString().replace('T', ' ').slice(0, 19)}  every ${every} s, Ctrl-C stops`;
             io.stdout.write(`${io.stdoutIsTTY ? '\x1b[H\x1b[2J' : '\n'}${c.dim(head)}\n${renderStatus(c, rows)}\n`);
           }
+          if (ctx.deadline !== undefined && ctx.deadline - Date.now() <= every * 1000) return;
           await new Promise((r) => setTimeout(r, every * 1000));
         }
       },

@@ -35,11 +35,11 @@ export function inertLog(text: string): string {
 const UNSAFE_IN_JSON = /[\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
 
 /**
- * One line of JSON that is safe to print: JSON.stringify escapes C0 controls, and the
- * rest `inert` escapes become `\uNNNN` too, so a reader gets the very same text back.
+ * JSON that is safe to print (one line, unless indented): JSON.stringify escapes C0 controls,
+ * and the rest `inert` escapes become `\uNNNN` too, so a reader gets the very same text back.
  */
-export function inertJson(value: unknown): string {
-  return JSON.stringify(value).replace(UNSAFE_IN_JSON, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
+export function inertJson(value: unknown, indent?: number): string {
+  return JSON.stringify(value, null, indent).replace(UNSAFE_IN_JSON, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /**

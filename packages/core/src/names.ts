@@ -10,6 +10,8 @@ const NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$/;
 
 export type NameKind = 'project' | 'node' | 'task id';
 
+const EXAMPLES: Record<NameKind, string> = { project: '"web" or "api-v2"', node: '"gpu-1" or "vm.eu"', 'task id': '"S01" or "fix-login"' };
+
 export function nameProblem(value: string): string | undefined {
   if (value.length === 0) return 'is empty';
   if (value.length > 64) return `is ${value.length} characters long (64 at most)`;
@@ -27,7 +29,7 @@ export function checkName(kind: NameKind, value: string): string {
   const problem = nameProblem(value);
   if (problem) {
     throw new UsageError(`${kind} ${JSON.stringify(value)} ${problem}`, {
-      hint: `choose a ${kind} like "S01" or "gpu-1"`,
+      hint: `choose a ${kind} like ${EXAMPLES[kind]}`,
     });
   }
   return value;
