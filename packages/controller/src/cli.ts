@@ -293,7 +293,8 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           if (!a.json) for (const w of d.warnings) say(`${ce.yellow('warning:')} ${w}`);
           if (!a.json) print(`dispatched ${c.bold(d.task_id)} to ${c.bold(d.node)} on branch ${c.cyan(d.branch)}`);
         }
-        for (const f of r.failed) say(`${ce.red('gsync-ctl:')} ${inert(f.spec)}: ${inert(f.error, 2000)}`);
+        // Under --json the failures are in the answer's `failed`, and only there.
+        if (!a.json) for (const f of r.failed) say(`${ce.red('gsync-ctl:')} ${inert(f.spec)}: ${inert(f.error, 2000)}`);
         if (r.failed.length > 0) exitCode = exitCodeOf(r.failed[0]!.cause);
       },
     )
@@ -640,6 +641,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
               cwd: io.cwd ?? process.cwd(),
             });
             print(a.json ? asJson(r) : `${r.action} project ${c.bold(r.project)} ${r.action === 'added' ? 'to' : 'in'} ${r.file}`);
+            if (!a.json) for (const w of r.warnings) say(`${ce.yellow('warning:')} ${inert(w, 500)}`);
           },
         )
         .demandCommand(1, 'name what to do: gsync-ctl project add NAME --repo PATH'),

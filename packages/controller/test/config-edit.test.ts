@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync,
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig, main } from '@gsync/controller';
-import { NODE_TOOL, capture, cleanupTempDirs, tempDir } from '../../../test/helpers/git-repo.js';
+import { NODE_TOOL, capture, cleanupTempDirs, gitRepo, tempDir } from '../../../test/helpers/git-repo.js';
 
 /** init, node add and project add as a user runs them: what they write, what they refuse, and that the result loads. */
 afterAll(cleanupTempDirs);
@@ -268,6 +268,20 @@ describe('gsync-ctl project add', () => {
     const withUrl = await ctl(dir, ['project', 'add', 'web', '--repo', '/srv/web', '--sync-mode', 'git', '--repo-url', 'git@example.com:me/web.git', '--json']);
     expect(withUrl.code, withUrl.err).toBe(0);
     expect(JSON.parse(withUrl.out)).toMatchObject({ project: 'web', action: 'added', entry: { repo_url: 'git@example.com:me/web.git', sync_mode: 'git' } });
+  });
+
+  it('adds a project whose repository is not there yet, and says so on stderr (once it is a git repository, not)', async () => {
+    const dir = configDir('{ "nodes": [] }', PROJECTS);
+    const missing = await ctl(dir, ['project', 'add', 'web', '--repo', '/srv/web']);
+    expect(missing.code).toBe(0);
+    expect(missing.err).toBe("warning: /srv/web does not exist yet (or is not a folder): dispatch needs the project's git repository there\n");
+    const plain = tempDir('gsync-plain-');
+    const notGit = await ctl(dir, ['project', 'add', 'web2', '--repo', plain, '--json']);
+    expect(notGit.code).toBe(0);
+    expect(JSON.parse(notGit.out).warnings).toEqual([`${plain} is not a git repository yet: dispatch needs one there (git init or clone it)`]);
+    const repo = gitRepo();
+    const ok = await ctl(dir, ['project', 'add', 'web3', '--repo', repo.dir]);
+    expect([ok.code, ok.err]).toEqual([0, '']);
   });
 
   it('shows examples in its help', async () => {

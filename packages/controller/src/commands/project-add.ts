@@ -1,4 +1,5 @@
-import { checkName, UsageError } from '@gsync/core';
+import { stat } from 'node:fs/promises';
+import { UsageError, checkName, gitOps } from '@gsync/core';
 import { agentProfile } from '../config/lookup.js';
 import { checkEntry, editConfigFile, given, typedPath } from '../config/save.js';
 import { appendToObject, replaceValue } from '../config/edit.js';
@@ -23,6 +24,19 @@ export interface ProjectAddResult {
   project: string;
   action: 'added' | 'replaced';
   entry: Record<string, unknown>;
+  /** Said, not refused: a repository may be cloned after its project is added. */
+  warnings: string[];
+}
+
+/** Why the repository is not usable yet, if it is not: missing, not a folder, or not a git repository. */
+async function repoProblem(repo: string): Promise<string | undefined> {
+  const isDir = await stat(repo).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (!isDir) return `${repo} does not exist yet (or is not a folder): dispatch needs the project's git repository there`;
+  const r = await gitOps.git(repo, ['rev-parse', '--git-dir'], { okExitCodes: [128] });
+  return r.exitCode === 0 ? undefined : `${repo} is not a git repository yet: dispatch needs one there (git init or clone it)`;
 }
 
 /** Adds a project to projects.json, keeping the file's comments and layout. */
@@ -50,5 +64,6 @@ export async function projectAdd(ctx: Context, options: ProjectAddOptions): Prom
       if (entry.agent !== undefined) agentProfile(config, entry.agent, '--agent');
     },
   );
-  return { file, project: name, action, entry };
+  const problem = await repoProblem(entry.repo_local as string);
+  return { file, project: name, action, entry, warnings: problem ? [problem] : [] };
 }

@@ -38,7 +38,7 @@ export const NODES_TEMPLATE = `// gsync nodes: the machines that run agents, and
   // "agents": { "codex": ["codex", "exec", "--full-auto", "{spec}"] },
 
   // "git_config": {
-  //   "default_sync_mode": "bundle",            // for projects that name none: "bundle" (over SSH) or "git" (a shared remote)
+  //   "default_sync_mode": "bundle",            // for projects that name none: "bundle" (over SSH), "git" (a shared remote) or "scp" (plain files)
   //   "branch_prefix": "task/",                 // task branches are <prefix><project>-<task_id>-<node>
   //   "auto_cleanup_branches": false,           // delete a task's branch right after its merge
   //   "conflict_handler": "codex",              // agent (profile or argv) that resolves conflicts (default: none)
@@ -71,7 +71,7 @@ export const PROJECTS_TEMPLATE = `// gsync projects: each key is a project's nam
   // "web": {
   //   "repo_local": "~/src/web",               // the repository on this machine (the only field needed)
   //   "main_branch": "main",                   // tasks start from it and merge into it
-  //   "sync_mode": "bundle",                   // "bundle" or "git" (default: nodes.json's git_config.default_sync_mode)
+  //   "sync_mode": "bundle",                   // "bundle", "git" or "scp" (default: nodes.json's git_config.default_sync_mode)
   //   "repo_url": "git@github.com:me/web.git", // the shared remote of "git" mode, without credentials in it
   //   "agent": "claude",                       // as for nodes; the project's wins over the node's
   //   "agent_timeout_seconds": 3600,
