@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { dispatch, pullBundles } from '@gsync/controller';
+import { dispatch, pullBundles, resolve } from '@gsync/controller';
 import { AGENTS, NODE_TOOL, cleanupTempDirs, gitRepo, tempDir, type GitRepo } from './helpers/git-repo.js';
 import { specFile, testContext, writeConfig } from './helpers/world.js';
 
@@ -74,6 +74,27 @@ describe('the object cache on a node', () => {
     expect(fourth.bundle_bytes).toBe(0);
     await mergeAll(w);
     for (const f of ['a.txt', 'b.txt', 'c.txt', 'd.txt']) expect(repo.git('show', `main:${f}`)).not.toBe('');
+  });
+
+  it('a resolution on the node that ran the conflicted task gets a thin bundle without that branch, and merges', async () => {
+    const repo = bigRepo();
+    const w = setup(repo);
+    writeConfig(
+      w.ctx.configDir,
+      { nodes: [{ name: 'l1', transport: 'local', agent: EDIT }], agents: { resolve: ['node', join(AGENTS, 'resolve.mjs'), '{spec_file}'] } },
+      { proj: { repo_local: repo.dir } },
+    );
+    const first = await send(w, 'One\n\nwrite a.txt one\n');
+    await send(w, 'Two\n\nwrite a.txt two\n');
+    const pulled = await pullBundles(w.ctx, { project: 'proj', wait: true, interval: 0.1, timeout: 60 });
+    expect(pulled.tasks.map((t) => `${t.task_id}:${t.outcome}`)).toEqual(['S01:merged', 'S02:conflicted']);
+    // The node's cache holds S02's branch (it ran there): the bundle leaves that tip out, and the node pins it from its cache.
+    const fixing = await resolve(w.ctx, { project: 'proj', task: 'S02', agent: 'resolve' });
+    expect(fixing.warnings).toEqual([]);
+    expect(fixing.bundle_bytes).toBeLessThan(first.bundle_bytes / 20);
+    const merged = await pullBundles(w.ctx, { project: 'proj', wait: true, interval: 0.1, timeout: 60 });
+    expect(merged.tasks.map((t) => `${t.task_id}:${t.outcome}`)).toEqual([`${fixing.task_id}:merged`]);
+    expect(repo.git('show', 'main:a.txt')).toBe('one\ntwo\n');
   });
 
   it('keeps working when main is reset backwards and rewritten, even after the controller prunes the old commits', async () => {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { GitError, ProtocolError, gitOps, parseBundleHeader, type TaskManifest } from '@gsync/core';
+import { GitError, ProtocolError, gitOps, parseBundleHeader, type BundleHeader, type TaskManifest } from '@gsync/core';
 import { checkName } from '@gsync/core';
 import { withLock } from './file-lock.js';
 import { expandHome } from './paths.js';
@@ -98,13 +98,16 @@ export async function receiveIntoCache(dir: string, manifest: TaskManifest, bund
   const refs = taskRefs(manifest.task_id);
   const wanted = [{ ref: refs.base, source: manifest.base }, ...(manifest.merge ? [{ ref: refs.merge, source: manifest.merge }] : [])];
   if (bundle) {
-    if (await hasPrerequisites(bundle)) {
-      const refspecs = wanted.map((w) => `+${w.source.ref}:${w.ref}`);
+    const header = await readBundleHeader(bundle);
+    if (header.prerequisites.length > 0) {
+      // A tip the cache holds already is left out of a thin bundle (a resolution's conflicted branch that ran here): it is pinned below.
+      const carried = wanted.filter((w) => header.refs.some((r) => r.ref === w.source.ref));
+      const refspecs = carried.map((w) => `+${w.source.ref}:${w.ref}`);
       // A thin bundle needs the cache to be what it claimed: anything amiss and the controller sends everything.
       const verify = await gitOps.git(dir, ['bundle', 'verify', '-q', bundle], { okExitCodes: [1, 128] });
       if (verify.exitCode !== 0) return { kind: 'need-full', reason: `the object cache lacks what the bundle builds on: ${firstLine(verify.stderr)}` };
       try {
-        await gitOps.fetchRefs(dir, bundle, refspecs);
+        if (refspecs.length > 0) await gitOps.fetchRefs(dir, bundle, refspecs);
       } catch (error) {
         if (!(error instanceof GitError)) throw error;
         return { kind: 'need-full', reason: `the object cache could not take the bundle: ${firstLine(error.stderr)}` };
@@ -113,6 +116,7 @@ export async function receiveIntoCache(dir: string, manifest: TaskManifest, bund
       for (const w of wanted) {
         const missing = await cannotCheckOut(dir, w.source.commit);
         if (missing) return { kind: 'need-full', reason: missing };
+        if (!carried.includes(w)) await gitOps.setRef(dir, w.ref, w.source.commit, 'gsync: task base');
       }
     } else {
       let tips: Map<string, string>;
@@ -203,12 +207,12 @@ async function cannotCheckOut(dir: string, commit: string): Promise<string | und
 }
 
 /** Whether a bundle builds on commits it does not carry (a thin one). */
-async function hasPrerequisites(bundle: string): Promise<boolean> {
+async function readBundleHeader(bundle: string): Promise<BundleHeader> {
   const handle = await open(bundle, 'r');
   try {
     const buffer = Buffer.alloc(1024 * 1024);
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-    return parseBundleHeader(buffer.subarray(0, bytesRead)).prerequisites.length > 0;
+    return parseBundleHeader(buffer.subarray(0, bytesRead));
   } finally {
     await handle.close();
   }
