@@ -5,7 +5,7 @@
  */
 
 // C0, DEL, C1, and the invisible formatting characters that can reorder or hide text.
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g;
 
 function visible(ch: string): string {
   const code = ch.codePointAt(0)!;
@@ -20,7 +20,7 @@ export function inert(text: string, max = 300): string {
 }
 
 // The same, less the line feed and the tab: what a log keeps of its layout.
-const UNSAFE_IN_LOG = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+const UNSAFE_IN_LOG = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g;
 
 /**
  * An agent's log as a terminal may show it: lines and tabs kept, every other control
@@ -32,7 +32,7 @@ export function inertLog(text: string): string {
 }
 
 // What JSON.stringify leaves raw that a terminal may still act on (C1, DEL) or that reorders text.
-const UNSAFE_IN_JSON = /[\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+const UNSAFE_IN_JSON = /[\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g;
 
 /**
  * JSON that is safe to print (one line, unless indented): JSON.stringify escapes C0 controls,

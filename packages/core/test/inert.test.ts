@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { inert, inertCode, inertJson, inertLog, inertMarkdown } from '@gsync/core';
 
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/;
 
 describe('inert text', () => {
   it('never keeps a control character, stays on one line and within its cap', () => {
@@ -18,6 +18,8 @@ describe('inert text', () => {
   it('shows what it escaped', () => {
     expect(inert('a\u001b[2Jb\nc')).toBe('a\\x1b[2Jb\\x0ac');
     expect(inert('\u202eevil')).toBe('\\u{202e}evil');
+    // The deprecated format characters HFS+ ignores in names are invisible too.
+    expect(inert('.git\u206a')).toBe('.git\\u{206a}');
     expect(inert('x'.repeat(10), 4)).toBe('xxxx… (10 characters in all)');
   });
 
