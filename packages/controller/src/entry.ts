@@ -1,11 +1,12 @@
 import { isatty } from 'node:tty';
 import { fileURLToPath } from 'node:url';
 import { main } from './cli.js';
+import { EXIT } from './exit-codes.js';
 
 // A reader that went away (`| head`) ends the command quietly with 141, as SIGPIPE ends git: nothing more is worth writing.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   if (error.code !== 'EPIPE') throw error;
-  process.exit(141);
+  process.exit(EXIT.closedPipe);
 });
 
 process.exitCode = await main(process.argv.slice(2), {

@@ -14,4 +14,6 @@ export const EXIT = {
   ssh: 5,
   /** Another gsync-ctl holds the project's lock. */
   busy: 6,
+  /** stdout was closed before everything was written (`| head`): as SIGPIPE ends git, and nothing is said. */
+  closedPipe: 141,
 } as const;

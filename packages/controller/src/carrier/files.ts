@@ -187,8 +187,10 @@ async function receiveFiles({ project, node, task, result, transport, gitDir, sc
     await writeFile(join(build, 'objects', 'info', 'alternates'), `${join(gitDir, 'objects')}\n`);
     const mergeTree = task.merge_head ? (await gitOps.mergeTree(project.repo_local, task.base_commit, task.merge_head)).tree : undefined;
     const head = await importFiles(build, download, { task, result, time, changed, deleted, mergeTree });
-    // Its objects then pass git's fsck as a bundle's do: `index-pack --strict` takes them into the quarantine.
-    await indexPackStrict(project.repo_local, q, await onlyPack(build), 0);
+    // Its new objects then pass git's fsck as a bundle's do: `index-pack --strict` takes them into the quarantine.
+    // (fast-import writes no object the repository has: a pull cut short after adopting them leaves nothing new.)
+    const pack = await newPack(build);
+    if (pack) await indexPackStrict(project.repo_local, q, pack, 0);
     await rm(build, { recursive: true, force: true });
     const unlisted = await unlistedChange(project.repo_local, q, mergeTree ?? task.base_commit, head, changed);
     if (unlisted !== undefined) throw new ProtocolError(`the result's files change ${JSON.stringify(unlisted)}, which result.json does not list as changed`);
@@ -202,12 +204,12 @@ async function receiveFiles({ project, node, task, result, transport, gitDir, sc
   }
 }
 
-/** The one pack fast-import wrote. */
-async function onlyPack(repo: string): Promise<string> {
+/** The pack fast-import wrote, if it had anything new to write. */
+async function newPack(repo: string): Promise<string | undefined> {
   const dir = join(repo, 'objects', 'pack');
   const packs = (await readdir(dir)).filter((f) => f.endsWith('.pack'));
-  if (packs.length !== 1) throw new ProtocolError(`the result's files made ${packs.length} packs, not one`);
-  return join(dir, packs[0]!);
+  if (packs.length > 1) throw new ProtocolError(`the result's files made ${packs.length} packs, not one`);
+  return packs[0] && join(dir, packs[0]);
 }
 
 /**
