@@ -1,6 +1,5 @@
 import { Chalk } from 'chalk';
 import { once } from 'node:events';
-import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { BusyError, ConfigError, GsyncError, ProtocolError, SshError, UsageError, errorMessage } from '@gsync/core/errors';
@@ -13,6 +12,7 @@ import { WaitingView } from './live-view.js';
 import { TransferView } from './transfer-view.js';
 import { EXIT } from './exit-codes.js';
 import { renderCleanup, renderDoctor, renderEvent, renderForecast, renderLogEnd, renderRunSummary, renderStatus } from './render.js';
+import { isDirectory } from './is-directory.js';
 
 export interface CliIo {
   env: NodeJS.ProcessEnv;
@@ -274,10 +274,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           .epilogue('exit codes: 0 sent, 2 bad input, 5 a node could not be reached (see the README for all)'),
       async (a) => {
         const specs = a.spec.map(String);
-        const folder = await stat(specs[0] ?? '').then(
-          (s) => s.isDirectory(),
-          () => false,
-        );
+        const folder = await isDirectory(specs[0] ?? '');
         if (specs.length === 1 && !folder) {
           const { dispatch } = await import('./commands/dispatch.js');
           const r = await dispatch(context(a as unknown as Global), { project: a.project, spec: specs[0]!, task: a.task, node: a.node });

@@ -1,13 +1,11 @@
-import { realpath, stat } from 'node:fs/promises';
+import { realpath } from 'node:fs/promises';
 import { UsageError, gitOps } from '@gsync/core';
 import type { ProjectConfig } from './config.js';
+import { isDirectory } from './is-directory.js';
 
 /** The project's repository exists and its main branch has a commit; returns that commit. */
 export async function checkRepo(project: ProjectConfig, baseRef: string): Promise<string> {
-  const exists = await stat(project.repo_local).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
+  const exists = await isDirectory(project.repo_local);
   if (!exists) throw new UsageError(`project ${project.name}: repo_local ${project.repo_local} does not exist`);
   const commit = await gitOps.resolveCommit(project.repo_local, baseRef).catch(() => undefined);
   if (!commit) {

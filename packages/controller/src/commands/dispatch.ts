@@ -1,4 +1,4 @@
-import { readdir, stat } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
 import { UsageError, checkName, errorMessage } from '@gsync/core';
@@ -10,6 +10,7 @@ import { recoverDispatching } from '../dispatch/recover.js';
 import { deliverTask, reserveNewTask, sendNewTask, type DispatchResult, type ReservedTask } from '../dispatch/send-task.js';
 import { readSpec } from '../dispatch/spec.js';
 import { NodeLinks } from '../ssh/links.js';
+import { isDirectory } from '../is-directory.js';
 
 export interface DispatchOptions {
   project: string;
@@ -29,10 +30,7 @@ export interface DispatchAllResult {
 async function specPaths(specs: readonly string[]): Promise<string[]> {
   const out: string[] = [];
   for (const path of specs) {
-    const isDir = await stat(path).then(
-      (s) => s.isDirectory(),
-      () => false,
-    );
+    const isDir = await isDirectory(path);
     if (!isDir) {
       out.push(path);
       continue;

@@ -1,10 +1,10 @@
-import { stat } from 'node:fs/promises';
 import { UsageError, checkName, gitOps } from '@gsync/core';
 import { agentProfile } from '../config/lookup.js';
 import { checkEntry, editConfigFile, given, typedPath } from '../config/save.js';
 import { appendToObject, replaceValue } from '../config/edit.js';
 import { ProjectEntry } from '../config/schema.js';
 import type { Context } from '../context.js';
+import { isDirectory } from '../is-directory.js';
 
 export interface ProjectAddOptions {
   name: string;
@@ -30,10 +30,7 @@ export interface ProjectAddResult {
 
 /** Why the repository is not usable yet, if it is not: missing, not a folder, or not a git repository. */
 async function repoProblem(repo: string): Promise<string | undefined> {
-  const isDir = await stat(repo).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
+  const isDir = await isDirectory(repo);
   if (!isDir) return `${repo} does not exist yet (or is not a folder): dispatch needs the project's git repository there`;
   const r = await gitOps.git(repo, ['rev-parse', '--git-dir'], { okExitCodes: [128] });
   return r.exitCode === 0 ? undefined : `${repo} is not a git repository yet: dispatch needs one there (git init or clone it)`;
